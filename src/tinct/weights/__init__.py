@@ -1,0 +1,208 @@
+"""Shipped model weights: ``NAME.safetensors`` + ``NAME.json`` (card data) + ``NAME.md``.
+
+The safetensors file holds the inference network's weights (float16) and, in its
+metadata, the method name and config. ``NAME.json`` records the file's SHA-256, which
+is verified before every load; a mismatch (a corrupt or altered file) is a clear error.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+__all__ = [
+    "DEFAULT_MODEL", "WeightsError", "resolve_model", "load_model", "load_inference_state",
+    "list_models", "export_run", "sha256_file",
+]
+
+#: the model used when none is named (``--model default``)
+DEFAULT_MODEL = "unet_gan"
+
+
+class WeightsError(ValueError):
+    """A model that cannot be loaded (unknown name, corrupt file, checksum mismatch)."""
+
+
+def weights_dir() -> Path:
+    return Path(str(files("tinct").joinpath("weights")))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Card data of every model shipped in the package."""
+    cards = []
+    for card in sorted(weights_dir().glob("*.json")):
+        data = json.loads(card.read_text(encoding="utf-8"))
+        if "sha256" in data:
+            cards.append(data)
+    return cards
+
+
+def resolve_model(name_or_path: str) -> tuple[Path, dict[str, Any] | None]:
+    """Path of the weights file for a shipped model name (or 'default') or a .safetensors path,
+    with its card data when it has one."""
+    name = DEFAULT_MODEL if name_or_path == "default" else name_or_path
+    candidate = Path(name)
+    if candidate.suffix == ".safetensors":
+        if not candidate.exists():
+            raise WeightsError(f"{candidate}: no such weights file")
+        card_path = candidate.with_suffix(".json")
+        card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.exists() else None
+        return candidate, card
+    path = weights_dir() / f"{name}.safetensors"
+    card_path = weights_dir() / f"{name}.json"
+    if not path.exists() or not card_path.exists():
+        known = ", ".join(m["name"] for m in list_models()) or "none"
+        raise WeightsError(f"unknown model {name_or_path!r}; shipped models: {known}")
+    return path, json.loads(card_path.read_text(encoding="utf-8"))
+
+
+def load_inference_state(name_or_path: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Verified float32 state dict of a model's inference network and its metadata
+    (``method``, ``config``, ``working_size``, card data)."""
+    path, card = resolve_model(name_or_path)
+    if card is not None and "sha256" in card:
+        actual = sha256_file(path)
+        if actual != card["sha256"]:
+            raise WeightsError(
+                f"{path}: SHA-256 mismatch (file {actual[:12]}..., expected {card['sha256'][:12]}...): "
+                "the weights file is corrupt or was changed; reinstall tinct"
+            )
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k).float() if f.get_tensor(k).is_floating_point() else f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for damaged headers
+        raise WeightsError(f"{path}: cannot read weights ({exc})") from None
+    if "method" not in meta or "config" not in meta:
+        raise WeightsError(f"{path}: not a tinct weights file (metadata lacks method/config)")
+    info = {
+        "method": meta["method"],
+        "config": json.loads(meta["config"]),
+        "working_size": int(meta.get("working_size", 0)) or None,
+        "card": card or {},
+        "path": str(path),
+    }
+    return state, info
+
+
+def load_model(name_or_path: str = "default", device: str | torch.device = "cpu"):
+    """Build a shipped (or exported) model ready for inference; returns (method, info)."""
+    from ..methods import build_method
+
+    state, info = load_inference_state(name_or_path)
+    method = build_method(info["method"], info["config"], pretrained=False)
+    method.inference_module().load_state_dict(state)
+    method.to(device).eval()
+    return method, info
+
+
+def export_run(
+    run: str | os.PathLike, name: str, dest: str | os.PathLike | None = None,
+    metrics: dict[str, Any] | None = None, working_size: int | None = None, notes: str = "",
+) -> Path:
+    """Write the EMA inference weights of a training run as ``DEST/NAME.safetensors`` (fp16)
+    with ``NAME.json`` and ``NAME.md`` model cards; returns the weights path."""
+    from ..train import load_checkpoint
+
+    ckpt = load_checkpoint(run)
+    dest = Path(dest) if dest else weights_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in ckpt["ema"].items()}
+    config = ckpt["config"]
+    working_size = working_size or config.get("image_size")
+    meta = {"method": ckpt["method"], "config": json.dumps(config), "working_size": str(working_size), "name": name}
+    path = dest / f"{name}.safetensors"
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    n_params = sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)
+    card = {
+        "name": name,
+        "method": ckpt["method"],
+        "parameters": n_params,
+        "working_size": working_size,
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "dtype": "float16",
+        "exported": datetime.date.today().isoformat(),
+        "training": {
+            "data": ckpt.get("data"),
+            "images": ckpt.get("data_images"),
+            "dropped_low_colorfulness": ckpt.get("data_dropped_gray"),
+            "steps": ckpt["step"],
+            "batch_size": config.get("batch_size"),
+            "image_size": config.get("image_size"),
+        },
+        "config": config,
+        "metrics": metrics or {},
+        "notes": notes,
+    }
+    (dest / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    (dest / f"{name}.md").write_text(render_card(card), encoding="utf-8")
+    return path
+
+
+def render_card(card: dict[str, Any]) -> str:
+    """Markdown model card from card data."""
+    t = card["training"]
+    lines = [
+        f"# Model card: `{card['name']}`",
+        "",
+        f"- Method: `{card['method']}`",
+        f"- Parameters: {card['parameters']:,} (stored as {card['dtype']}, {card['bytes'] / 1e6:.1f} MB)",
+        f"- SHA-256: `{card['sha256']}`",
+        f"- Default working resolution (short side): {card['working_size']} px",
+        f"- Exported: {card['exported']}",
+        "",
+        "## Training",
+        "",
+        f"- Data: {', '.join(Path(p).name for p in (t.get('data') or [])) or 'unknown'}",
+        f"- Images after the low-colorfulness filter: {t.get('images')} ({t.get('dropped_low_colorfulness')} dropped)",
+        f"- Steps: {t['steps']} at batch {t['batch_size']}, crops of {t['image_size']}x{t['image_size']}",
+        "",
+        "## Config",
+        "",
+        "```json",
+        json.dumps(card["config"], indent=2),
+        "```",
+    ]
+    metrics = card.get("metrics") or {}
+    if metrics:
+        lines += ["", "## Dev-set metrics", "", "Produced by the command below (protocol in the README).", ""]
+        if "command" in metrics:
+            lines += [f"    {metrics['command']}", ""]
+        rows = metrics.get("rows", {})
+        keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "fd_effnet"]
+        lines += ["| row | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for row_name, row in rows.items():
+            cells = [_fmt(row.get(k)) for k in keys]
+            lines.append(f"| {row_name} | " + " | ".join(cells) + " |")
+    if card.get("notes"):
+        lines += ["", "## Notes", "", card["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,168 @@
+"""Inference pipeline and batch behaviour of `tinct colorize` (tiny random-weight model)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import color_image
+from tinct.cli import main
+from tinct.pipeline import Colorizer, colorize_files, guided_upsample
+import torch
+
+
+@pytest.fixture(scope="module")
+def colorizer(tiny_model):
+    return Colorizer(str(tiny_model), device="cpu")
+
+
+def test_output_keeps_size_and_lightness(colorizer):
+    gray = np.asarray(color_image(97, 61).convert("L"))
+    out = colorizer.colorize(gray)
+    assert out.size == (97, 61) and out.mode == "RGB"
+    # the output's luminance is the input's (chroma is added, lightness kept)
+    lum = np.asarray(out, dtype=np.float32) @ np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
+    assert np.abs(lum - gray).mean() < 6
+
+
+def test_alpha_kept(colorizer):
+    im = color_image().convert("LA")
+    alpha = np.zeros((40, 48), np.uint8)
+    alpha[:, :20] = 255
+    im.putalpha(Image.fromarray(alpha))
+    out = colorizer.colorize(im)
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3], alpha)
+
+
+def test_large_image_in_strips(colorizer, monkeypatch):
+    import tinct.pipeline as pipeline
+
+    gray = np.asarray(color_image(300, 200).convert("L"))
+    whole = np.asarray(colorizer.colorize(gray))
+    monkeypatch.setattr(pipeline, "_CHUNK_PIXELS", 300 * 7)  # 7-row strips
+    strips = np.asarray(colorizer.colorize(gray))
+    assert np.abs(whole.astype(int) - strips.astype(int)).max() <= 1
+
+
+def test_guided_upsample_is_exact_for_linear_chroma():
+    # chroma that is a linear function of the guide is reproduced exactly at full resolution
+    guide_full = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(1, 1, 32, 64).contiguous()
+    guide_low = torch.nn.functional.interpolate(guide_full, size=(8, 16), mode="area")
+    src_low = torch.cat([3 * guide_low - 1, -2 * guide_low], 1)
+    up = guided_upsample(guide_low, src_low, (32, 64), eps=1e-8)(0, 32, guide_full)
+    assert torch.allclose(up, torch.cat([3 * guide_full - 1, -2 * guide_full], 1), atol=2e-2)
+
+
+def test_guided_upsample_keeps_edges_sharper_than_bilinear():
+    guide_full = torch.zeros(1, 1, 32, 64)
+    guide_full[..., 29:] = 1.0  # an edge that falls inside one low-res pixel
+    guide_low = torch.nn.functional.interpolate(guide_full, size=(8, 16), mode="area")
+    src_low = 40 * guide_low  # chroma follows the edge
+    truth = 40 * guide_full
+    guided = guided_upsample(guide_low, src_low, (32, 64))(0, 32, guide_full)
+    bilinear = torch.nn.functional.interpolate(src_low, size=(32, 64), mode="bilinear", align_corners=False)
+    assert (guided - truth).abs().mean() < 0.5 * (bilinear - truth).abs().mean()
+
+
+def test_api_colorize_path(tiny_model, tmp_path):
+    import tinct
+
+    path = tmp_path / "p.png"
+    color_image().convert("L").save(path)
+    out = tinct.colorize(path, model=str(tiny_model), device="cpu")
+    assert isinstance(out, Image.Image) and out.size == (48, 40)
+
+
+def make_batch(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    color_image(seed=1).convert("L").save(src / "a.jpg")
+    color_image(seed=2).convert("L").save(src / "sub" / "b.png")
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "fake.png").write_bytes(b"not a png")
+    good = color_image(200, 200, seed=4)
+    import io
+
+    buf = io.BytesIO()
+    good.save(buf, format="PNG")
+    (src / "cut.png").write_bytes(buf.getvalue()[:500])
+    return src
+
+
+def snapshot(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_batch_goes_on_past_bad_files(colorizer, tmp_path, capsys):
+    src = make_batch(tmp_path)
+    before = snapshot(src)
+    out = tmp_path / "out"
+    summary = colorize_files(colorizer, [str(src)], out, progress=False)
+    assert (summary.done, summary.skipped, summary.failed) == (2, 0, 3)
+    err = capsys.readouterr().err
+    for name, reason in (("empty.jpg", "empty"), ("fake.png", "not an image"), ("cut.png", "truncated")):
+        assert any(name in line and reason in line for line in err.splitlines()), (name, err)
+    assert snapshot(src) == before  # inputs untouched
+    outputs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert outputs == ["a.png", "sub/b.png"]  # no partial outputs for the failures, no temp files
+
+
+def test_resume_skips_existing_and_force_overwrites(colorizer, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    color_image(seed=1).convert("L").save(src / "a.jpg")
+    color_image(seed=2).convert("L").save(src / "b.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"previous")
+    s = colorize_files(colorizer, [str(src / "*.jpg")], out, progress=False)
+    assert (s.done, s.skipped, s.failed) == (1, 1, 0)
+    assert (out / "a.png").read_bytes() == b"previous"
+    s = colorize_files(colorizer, [str(src / "*.jpg")], out, force=True, progress=False)
+    assert (s.done, s.skipped) == (2, 0) and (out / "a.png").read_bytes() != b"previous"
+
+
+def test_never_overwrites_an_input(colorizer, tmp_path):
+    src = tmp_path / "x.png"
+    color_image().convert("L").save(src)
+    before = src.read_bytes()
+    s = colorize_files(colorizer, [str(src)], tmp_path, force=True, progress=False)
+    assert s.failed == 1 and "overwrite an input" in s.failures[0]
+    assert src.read_bytes() == before
+
+
+def test_cli_exit_codes_and_summary(tiny_model, tmp_path, capsys):
+    src = make_batch(tmp_path)
+    out = tmp_path / "out"
+    code = main(["colorize", str(src), "-o", str(out), "--model", str(tiny_model), "--no-progress", "--format", "jpg"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "done 2, skipped 0, failed 3" in captured.out
+    assert (out / "a.jpg").exists()
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    color_image().convert("L").save(ok / "c.png")
+    code = main(["colorize", str(ok / "c.png"), "-o", str(out), "--model", str(tiny_model), "--no-progress"])
+    assert code == 0 and (out / "c.png").exists()
+
+
+def test_color_input_warns(colorizer, tmp_path, caplog):
+    path = tmp_path / "color.png"
+    color_image().save(path)
+    with caplog.at_level("WARNING"):
+        colorize_files(colorizer, [str(path)], tmp_path / "o", progress=False)
+    assert any("color input" in r.message for r in caplog.records)
+
+
+def test_corrupt_weights_are_refused(tiny_model, tmp_path):
+    import shutil
+
+    from tinct.weights import WeightsError
+
+    bad = tmp_path / "tiny.safetensors"
+    shutil.copy(tiny_model, bad)
+    shutil.copy(tiny_model.with_suffix(".json"), tmp_path / "tiny.json")
+    data = bytearray(bad.read_bytes())
+    data[-10] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="SHA-256 mismatch"):
+        Colorizer(str(bad), device="cpu")
