@@ -79,3 +79,11 @@ def test_luminance_and_gray_lightness():
     assert torch.allclose(color.gray_to_lightness(gray), lab[:1], atol=1e-5)
     # neutral gray has (almost) no chroma; skimage's matrix rows and white point differ by 1e-4
     assert lab[1:].abs().max() < 1e-2
+
+
+def test_fast_8bit_output_matches_exact_path():
+    rng = np.random.default_rng(2)
+    lab = torch.from_numpy(np.stack([rng.uniform(0, 100, (64, 64)), rng.uniform(-90, 90, (64, 64)), rng.uniform(-90, 90, (64, 64))])).float()
+    exact = (color.lab_to_rgb(lab.double()) * 255 + 0.5).floor()
+    fast = color.lab_to_srgb8(lab).double()
+    assert fast.dtype == torch.float64 and (fast - exact).abs().max() <= 1

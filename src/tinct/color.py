@@ -29,6 +29,8 @@ __all__ = [
     "lab_to_xyz",
     "rgb_to_lab",
     "lab_to_rgb",
+    "lab_to_linear",
+    "lab_to_srgb8",
     "rgb_to_yuv",
     "yuv_to_rgb",
     "luminance",
@@ -89,12 +91,9 @@ def rgb_to_xyz(rgb: torch.Tensor) -> torch.Tensor:
     return _apply_matrix(_XYZ_FROM_RGB, srgb_to_linear(rgb))
 
 
-def xyz_to_rgb(xyz: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-    """CIE XYZ (D65) to sRGB; with ``clamp`` out-of-gamut linear values are clipped to [0, 1]."""
-    linear = _apply_matrix(_RGB_FROM_XYZ, xyz)
-    if clamp:
-        linear = linear.clamp(0.0, 1.0)
-    return linear_to_srgb(linear)
+def xyz_to_rgb(xyz: torch.Tensor) -> torch.Tensor:
+    """CIE XYZ (D65) to sRGB, not clamped (colors for display go through :func:`lab_to_rgb`)."""
+    return linear_to_srgb(_apply_matrix(_RGB_FROM_XYZ, xyz))
 
 
 def _lab_f(t: torch.Tensor) -> torch.Tensor:
@@ -103,7 +102,8 @@ def _lab_f(t: torch.Tensor) -> torch.Tensor:
 
 
 def _lab_f_inverse(f: torch.Tensor) -> torch.Tensor:
-    return torch.where(f > _LAB_F_BREAK, f.clamp(min=_LAB_F_BREAK) ** 3, (f - 16 / 116) / _LAB_KAPPA)
+    cube = f.clamp(min=_LAB_F_BREAK)
+    return torch.where(f > _LAB_F_BREAK, cube * cube * cube, (f - 16 / 116) / _LAB_KAPPA)
 
 
 def xyz_to_lab(xyz: torch.Tensor) -> torch.Tensor:
@@ -130,14 +130,38 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return xyz_to_lab(rgb_to_xyz(rgb))
 
 
-def lab_to_rgb(lab: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-    """Lab [..., 3, H, W] to sRGB in [0, 1].
+def lab_to_linear(lab: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    """Lab [..., 3, H, W] to linear RGB.
 
     This is the single place where out-of-gamut colors are handled: linear RGB is
     clipped to [0, 1] (``clamp=True``), which keeps hue direction approximately and
     never produces values outside [0, 1].
     """
-    return xyz_to_rgb(lab_to_xyz(lab), clamp=clamp)
+    linear = _apply_matrix(_RGB_FROM_XYZ, lab_to_xyz(lab))
+    return linear.clamp(0.0, 1.0) if clamp else linear
+
+
+def lab_to_rgb(lab: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    """Lab [..., 3, H, W] to sRGB in [0, 1] (out-of-gamut: see :func:`lab_to_linear`)."""
+    return linear_to_srgb(lab_to_linear(lab, clamp=clamp))
+
+
+_SRGB8_LUT_SIZE = 1 << 16
+_srgb8_lut: torch.Tensor | None = None
+
+
+def lab_to_srgb8(lab: torch.Tensor) -> torch.Tensor:
+    """Lab [..., 3, H, W] to 8-bit sRGB (uint8), fast and not differentiable.
+
+    Gamma encoding goes through a 65536-entry table over clamped linear RGB, exact to
+    the 8-bit rounding for all but a handful of values.
+    """
+    global _srgb8_lut
+    if _srgb8_lut is None:
+        grid = torch.linspace(0, 1, _SRGB8_LUT_SIZE, dtype=torch.float64)
+        _srgb8_lut = (linear_to_srgb(grid) * 255 + 0.5).floor().clamp(0, 255).to(torch.uint8)
+    index = (lab_to_linear(lab) * (_SRGB8_LUT_SIZE - 1) + 0.5).long()
+    return _srgb8_lut.to(lab.device)[index]
 
 
 def rgb_to_yuv(rgb: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .color import gray_to_lightness, lab_to_rgb
+from .color import gray_to_lightness, lab_to_srgb8
 from .data import IMAGE_SUFFIXES
 from .io import ImageReadError, LoadedImage, read_image, to_loaded_image, write_image
 from .weights import load_model
@@ -73,6 +73,14 @@ def guided_upsample(guide_low: torch.Tensor, src_low: torch.Tensor, size: tuple[
         return coeffs[:, :c] * guide_rows + coeffs[:, c:]
 
     return rows
+
+
+_LIGHTNESS_LUT = gray_to_lightness(torch.linspace(0, 1, 1 << 16, dtype=torch.float64)).float()
+
+
+def _lightness_of(gray: torch.Tensor) -> torch.Tensor:
+    """Lab L [0, 100] of gray values in [0, 1] through a 16-bit table (full-resolution path)."""
+    return _LIGHTNESS_LUT[(gray.clamp(0, 1) * 65535 + 0.5).long()]
 
 
 @dataclass
@@ -129,10 +137,10 @@ class Colorizer:
         rows_per_chunk = max(_CHUNK_PIXELS // width, 1)
         for top in range(0, height, rows_per_chunk):
             bottom = min(top + rows_per_chunk, height)
-            lightness = gray_to_lightness(gray_t[top:bottom])[None, None]  # [1, 1, rows, W]
+            lightness = _lightness_of(gray_t[top:bottom])[None, None]  # [1, 1, rows, W] in [0, 100]
             ab = upsample(top, bottom, lightness / 100.0)
-            rgb = lab_to_rgb(torch.cat([lightness, ab], 1))[0]  # [3, rows, W] in [0, 1]
-            out[top:bottom] = (rgb.permute(1, 2, 0) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+            rgb8 = lab_to_srgb8(torch.cat([lightness, ab], 1))[0]  # [3, rows, W] uint8
+            out[top:bottom] = rgb8.permute(1, 2, 0).numpy()
         return out
 
     def colorize_loaded(self, loaded: LoadedImage, **options) -> Image.Image:
