@@ -166,3 +166,15 @@ def test_corrupt_weights_are_refused(tiny_model, tmp_path):
     bad.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match="SHA-256 mismatch"):
         Colorizer(str(bad), device="cpu")
+
+
+def test_cli_refuses_huge_image_and_goes_on(tiny_model, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("L", (600, 500), 128).save(src / "huge.png")
+    color_image().convert("L").save(src / "small.png")
+    code = main(["colorize", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model), "--no-progress", "--max-pixels", "100000"])
+    captured = capsys.readouterr()
+    assert code == 1 and "done 1, skipped 0, failed 1" in captured.out
+    assert "huge.png" in captured.err and "over the limit" in captured.err
+    assert not (tmp_path / "out" / "huge.png").exists()

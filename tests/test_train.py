@@ -35,7 +35,8 @@ def test_train_step_updates_both_networks(shard):
 
     torch.manual_seed(0)
     method = build_method("unet_gan", {**TINY_UNET, "pretrain_steps": 0}, pretrained=False)
-    batch = {k: torch.stack([ColorizationDataset([str(shard)], DataConfig(image_size=32))[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
+    ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
+    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
     opts = method.make_optimizers()
     g0 = [p.clone() for p in method.generator.parameters()]
     d0 = [p.clone() for p in method.discriminator.parameters()]

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_eval(sub)
     p = sub.add_parser("models", help="list shipped models and trainable methods")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="card data as JSON")
+    p.add_argument("--markdown", action="store_true", help="the README's model table, from the model cards' eval metrics")
     return parser
 
 
@@ -132,9 +133,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from .methods import method_names
-    from .weights import list_models
+    from .weights import list_models, models_markdown
 
     models = list_models()
+    if args.markdown:
+        print(models_markdown(models))
+        return 0
     if args.json:
         print(json.dumps({"models": models, "methods": method_names()}, indent=2))
         return 0

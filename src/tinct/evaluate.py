@@ -237,7 +237,8 @@ def evaluate_models(
     """Score colorizers on ground-truth samples.
 
     Args:
-        models: name -> function mapping gray float32 [H, W] in [0, 1] to uint8 RGB [H, W, 3].
+        models: name -> function mapping a :class:`Sample` to the uint8 RGB output [H, W, 3]
+            (colorizers get ``gray_of(sample.gt)``; ``--pred`` folders look the file up).
         samples: color ground truth (see :func:`load_ground_truth`).
     Returns:
         ``{"n", "skipped", "rows": {"gray": {...}, "gt": {...}, name: {...}}}``.
@@ -267,7 +268,7 @@ def evaluate_models(
 
             iterator = tqdm(samples, desc=name, unit="img", file=sys.stderr, dynamic_ncols=True)
         for s in iterator:
-            scores.add(fn(gray_of(s.gt)), s.gt)
+            scores.add(fn(s), s.gt)
         logits, feats = judge(scores.crops)
         rows[name] = _row(scores, logits, feats, ref, labels, gt_cf, acc)
         timings[name] = time.perf_counter() - t0
@@ -299,20 +300,45 @@ def default_cache_dir() -> Path:
     return Path(base)
 
 
+def _pred_dir_model(pred_dir: str) -> Callable[[Sample], np.ndarray]:
+    """Outputs of another tool, matched to ground truth by file stem, resized to its size."""
+    by_stem = {p.stem: p for p in list_images(pred_dir)}
+
+    def lookup(sample: Sample) -> np.ndarray:
+        path = by_stem.get(sample.name)
+        if path is None:
+            raise ValueError(f"{pred_dir}: no prediction for ground truth {sample.name!r}")
+        im = open_image(path).convert("RGB")
+        h, w = sample.gt.shape[:2]
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.BICUBIC)
+        return np.asarray(im)
+
+    return lookup
+
+
 def evaluate_cli(args) -> int:
-    """``tinct eval``: colorize and score ``--model``s on ``--data``."""
+    """``tinct eval``: colorize and score ``--model``s on ``--data``, or score ``--pred`` against ``--gt``."""
     from .pipeline import Colorizer
 
-    if not args.model or not args.data:
-        raise ValueError("tinct eval needs --model NAME (repeatable) and --data DIR")
-    samples, skipped, errors = load_ground_truth(args.data, args.limit)
+    if args.pred or args.gt:
+        if not (args.pred and args.gt):
+            raise ValueError("--pred DIR needs --gt DIR (and the other way round)")
+        data = args.gt
+    elif args.model and args.data:
+        data = args.data
+    else:
+        raise ValueError("tinct eval needs --model NAME --data DIR, or --pred DIR --gt DIR")
+    samples, skipped, errors = load_ground_truth(data, args.limit)
     for e in errors:
         print(f"tinct: error: {e}", file=sys.stderr)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
-    models = {}
+    models: dict[str, Callable] = {}
     for name in args.model:
         colorizer = Colorizer(name, device=device, size=args.size)
-        models[name] = colorizer.colorize_gray
+        models[name] = lambda sample, c=colorizer: c.colorize_gray(gray_of(sample.gt))
+    if args.pred:
+        models[Path(args.pred).name or "pred"] = _pred_dir_model(args.pred)
     result = evaluate_models(models, samples, skipped, device=device, cache_dir=default_cache_dir(), progress=not args.json)
     result["command"] = "tinct " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("tinct") else None
     if args.json:

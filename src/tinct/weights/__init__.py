@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 __all__ = [
     "DEFAULT_MODEL", "WeightsError", "resolve_model", "load_model", "load_inference_state",
-    "list_models", "export_run", "sha256_file",
+    "list_models", "export_run", "sha256_file", "models_markdown",
 ]
 
 #: the model used when none is named (``--model default``)
@@ -87,7 +87,8 @@ def load_inference_state(name_or_path: str) -> tuple[dict[str, torch.Tensor], di
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k).float() if f.get_tensor(k).is_floating_point() else f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     except Exception as exc:  # safetensors raises its own error types for damaged headers
         raise WeightsError(f"{path}: cannot read weights ({exc})") from None
     if "method" not in meta or "config" not in meta:
@@ -158,6 +159,36 @@ def export_run(
     (dest / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     (dest / f"{name}.md").write_text(render_card(card), encoding="utf-8")
     return path
+
+
+def models_markdown(cards: list[dict[str, Any]]) -> str:
+    """Markdown table of shipped models with the dev-set metrics stored in their cards
+    (which ``tinct export --metrics`` copies from ``tinct eval --json``)."""
+    head = "| model | method | parameters | training data | working size | PSNR | SSIM | colorfulness (gt) | top-1 (gray / gt) | recovery | FD-EffNet (gray) |"
+    lines = [head]
+    lines.append("|" + "---|" * (head.count("|") - 1))
+    for card in cards:
+        m = card.get("metrics") or {}
+        rows = m.get("rows", {})
+        row = rows.get(card["name"]) or next((v for k, v in rows.items() if k not in ("gray", "gt")), {})
+        gray, gt = rows.get("gray", {}), rows.get("gt", {})
+        t = card["training"]
+        data = ", ".join(sorted({Path(p).name.split("-")[0] for p in (t.get("data") or [])})) or "?"
+        cells = [
+            f"`{card['name']}`", card["method"], f"{card['parameters'] / 1e6:.1f} M",
+            f"{data} ({t.get('images')} images, {t['steps']} steps of {t['batch_size']} at {t['image_size']} px)",
+            str(card["working_size"]), _fmt(row.get("psnr")), _fmt(row.get("ssim")),
+            f"{_fmt(row.get('colorfulness'))} ({_fmt(gt.get('colorfulness'))})",
+            f"{_fmt(row.get('top1'))} ({_fmt(gray.get('top1'))} / {_fmt(gt.get('top1'))})",
+            _fmt(row.get("recovery")), f"{_fmt(row.get('fd_effnet'))} ({_fmt(gray.get('fd_effnet'))})",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if any(c.get("metrics", {}).get("command") for c in cards):
+        lines.append("")
+        for c in cards:
+            if c.get("metrics", {}).get("command"):
+                lines.append(f"`{c['name']}` measured with `{c['metrics']['command']}` (n = {c['metrics'].get('n')}, gray skipped = {c['metrics'].get('skipped')}).")
+    return "\n".join(lines)
 
 
 def render_card(card: dict[str, Any]) -> str:

@@ -1,0 +1,43 @@
+"""The weights shipped in the package: verified, loadable, and they really colorize."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tinct.cli import main
+from tinct.data import colorfulness
+from tinct.weights import DEFAULT_MODEL, list_models, sha256_file, weights_dir
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_default_model_is_shipped_with_a_valid_card():
+    cards = {c["name"]: c for c in list_models()}
+    assert DEFAULT_MODEL in cards
+    card = cards[DEFAULT_MODEL]
+    path = weights_dir() / card["file"]
+    assert sha256_file(path) == card["sha256"]
+    assert path.stat().st_size < 25_000_000
+    assert (weights_dir() / f"{DEFAULT_MODEL}.md").exists()
+    assert card["training"]["steps"] > 0
+
+
+def test_cli_colorizes_bundled_examples(tmp_path, capsys):
+    out = tmp_path / "colorized"
+    assert main(["colorize", str(EXAMPLES), "-o", str(out), "--no-progress"]) == 0
+    assert "done 4, skipped 0, failed 0" in capsys.readouterr().out
+    cf = []
+    for src in sorted(EXAMPLES.glob("*.jpg")):
+        result = Image.open(out / f"{src.stem}.png")
+        assert result.size == Image.open(src).size and result.mode == "RGB"
+        cf.append(colorfulness(np.asarray(result)))
+    # a trained model adds visible color to real photos (gray input has colorfulness 0)
+    assert np.mean(cf) > 8, cf
+
+
+def test_models_listing(capsys):
+    assert main(["models", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert "unet_gan" in listing["methods"] and listing["models"]
