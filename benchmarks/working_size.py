@@ -13,7 +13,8 @@ import argparse
 import json
 import sys
 
-from tinct.evaluate import default_cache_dir, evaluate_models, format_table, gray_of, load_ground_truth
+from tinct.data import cache_dir
+from tinct.evaluate import evaluate_models, format_table, gray_of, load_ground_truth
 from tinct.pipeline import Colorizer
 
 
@@ -35,7 +36,7 @@ def main() -> None:
         return run
 
     models = {f"size {s}": at_size(s) for s in args.sizes}
-    result = evaluate_models(models, samples, skipped, cache_dir=default_cache_dir(), progress=not args.json)
+    result = evaluate_models(models, samples, skipped, cache_dir=cache_dir(), progress=not args.json)
     result["command"] = "python " + " ".join(sys.argv)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
 

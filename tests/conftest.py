@@ -64,3 +64,9 @@ def shard(tmp_path_factory) -> Path:
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Tests never read or write the user's ~/.cache/tinct."""
+    monkeypatch.setenv("TINCT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -56,3 +56,24 @@ def test_multi_worker_loading_matches_single(shard):
 def test_missing_source_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         ColorizationDataset(str(tmp_path / "nope"))
+
+
+def test_colorfulness_filter_is_cached_and_invalidated(shard, tmp_path, monkeypatch):
+    import shutil
+
+    import tinct.data as data
+
+    copy = tmp_path / "s.tar.gz"
+    shutil.copy(shard, copy)
+    first = ColorizationDataset([str(copy)], DataConfig(image_size=16, min_colorfulness=5))
+    calls = []
+    monkeypatch.setattr(data, "colorfulness", lambda arr: calls.append(1) or 100.0)
+    again = ColorizationDataset([str(copy)], DataConfig(image_size=16, min_colorfulness=5))
+    assert calls == [] and len(again) == len(first) == 12 and again.dropped_gray == 3
+    copy.touch()  # a changed file (new mtime) is filtered again
+    import os
+    import time
+
+    os.utime(copy, ns=(time.time_ns(), time.time_ns() + 10**9))
+    changed = ColorizationDataset([str(copy)], DataConfig(image_size=16, min_colorfulness=5))
+    assert calls and len(changed) == 15

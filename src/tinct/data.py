@@ -16,7 +16,9 @@ Every sample is returned as a dict:
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
+import json
 import logging
 import math
 import os
@@ -57,6 +59,20 @@ def colorfulness(rgb8: np.ndarray) -> float:
     rg = np.abs(rgb[..., 0] - rgb[..., 1])
     yb = np.abs(0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2])
     return float(math.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * math.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
+
+
+def cache_dir() -> Path:
+    """tinct's cache folder: $TINCT_CACHE, else $XDG_CACHE_HOME/tinct, else ~/.cache/tinct."""
+    base = os.environ.get("TINCT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "tinct")
+    return Path(base)
+
+
+def _filter_cache_key(records: list["_Record"], threshold: float) -> str:
+    h = hashlib.sha256(f"colorfulness-v1|{threshold}|{len(records)}".encode())
+    for path in sorted({rec.path for rec in records}):
+        st = os.stat(path)
+        h.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:24]
 
 
 def _is_shard(path: str) -> bool:
@@ -172,8 +188,16 @@ class ColorizationDataset(Dataset):
         )
 
     def _drop_gray(self, records: list[_Record]) -> list[_Record]:
-        kept = []
-        for rec in records:
+        """Drop records whose colorfulness is below the threshold; the verdicts are cached on
+        disk, keyed by every source file's path, size and mtime, so a resumed run skips this."""
+        key = _filter_cache_key(records, self.config.min_colorfulness)
+        cache = cache_dir() / f"colorfulness-{key}.json"
+        if cache.exists():
+            saved = json.loads(cache.read_text(encoding="utf-8"))
+            self.dropped_gray, self.unreadable = saved["dropped_gray"], saved["unreadable"]
+            return [records[i] for i in saved["kept"]]
+        kept_index = []
+        for i, rec in enumerate(records):
             try:
                 im = decode_rgb(rec.read())
             except Exception as exc:  # noqa: BLE001 - a bad training file is skipped and counted
@@ -184,8 +208,15 @@ class ColorizationDataset(Dataset):
             if colorfulness(np.asarray(im)) < self.config.min_colorfulness:
                 self.dropped_gray += 1
             else:
-                kept.append(rec)
-        return kept
+                kept_index.append(i)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps({"kept": kept_index, "dropped_gray": self.dropped_gray, "unreadable": self.unreadable}))
+            os.replace(tmp, cache)
+        except OSError as exc:  # a read-only home must not stop training
+            log.warning("cannot cache the colorfulness filter in %s (%s)", cache, exc)
+        return [records[i] for i in kept_index]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

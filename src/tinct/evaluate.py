@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from .color import rgb_to_lab
-from .data import colorfulness, list_images
+from .data import cache_dir, colorfulness, list_images
 from .io import ImageReadError, open_image
 
 log = logging.getLogger(__name__)
@@ -295,11 +295,6 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("TINCT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "tinct")
-    return Path(base)
-
-
 def _pred_dir_model(pred_dir: str) -> Callable[[Sample], np.ndarray]:
     """Outputs of another tool, matched to ground truth by file stem, resized to its size."""
     by_stem = {p.stem: p for p in list_images(pred_dir)}
@@ -339,7 +334,7 @@ def evaluate_cli(args) -> int:
         models[name] = lambda sample, c=colorizer: c.colorize_gray(gray_of(sample.gt))
     if args.pred:
         models[Path(args.pred).name or "pred"] = _pred_dir_model(args.pred)
-    result = evaluate_models(models, samples, skipped, device=device, cache_dir=default_cache_dir(), progress=not args.json)
+    result = evaluate_models(models, samples, skipped, device=device, cache_dir=cache_dir(), progress=not args.json)
     result["command"] = "tinct " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("tinct") else None
     if args.json:
         print(json.dumps(result, indent=2))
