@@ -178,3 +178,12 @@ def test_cli_refuses_huge_image_and_goes_on(tiny_model, tmp_path, capsys):
     assert code == 1 and "done 1, skipped 0, failed 1" in captured.out
     assert "huge.png" in captured.err and "over the limit" in captured.err
     assert not (tmp_path / "out" / "huge.png").exists()
+
+
+def test_same_stem_inputs_get_distinct_outputs(colorizer, tmp_path):
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        color_image().convert("L").save(tmp_path / d / "x.jpg")
+    color_image().convert("L").save(tmp_path / "a" / "x.png")
+    s = colorize_files(colorizer, [str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg"), str(tmp_path / "a" / "x.png")], tmp_path / "out", progress=False)
+    assert s.done == 3 and len({p.name for p in s.outputs}) == 3

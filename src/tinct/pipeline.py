@@ -218,8 +218,10 @@ def colorize_files(
         bar = tqdm(total=len(pairs), unit="img", file=sys.stderr, dynamic_ncols=True)
     for path, rel in pairs:
         target = out_dir / rel.with_name(f"{rel.name}.{fmt}")
-        if target in taken:  # x.jpg and x.png in one batch: keep both
-            target = target.with_name(f"{rel.name}_{path.suffix.lstrip('.').lower()}.{fmt}")
+        n = 1
+        while target in taken:  # x.jpg and x.png (or a/x.jpg and b/x.jpg) in one batch: keep all
+            n += 1
+            target = target.with_name(f"{rel.name}_{path.suffix.lstrip('.').lower()}{n if n > 2 else ''}.{fmt}")
         taken[target] = path
         try:
             if target.resolve() in input_paths:
