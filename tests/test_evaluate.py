@@ -7,7 +7,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from conftest import color_image
 from tinct.cli import main
-from tinct.evaluate import ab_auc, classification_crop, frechet_distance, psnr, ssim
+from tinct.evaluate import AucAccumulator, ab_auc, ab_prior, classification_crop, frechet_distance, psnr, ssim
 
 
 def test_psnr_ssim_equal_skimage():
@@ -30,6 +30,30 @@ def test_auc_perfect_is_one_and_gray_is_lower():
     assert ab_auc(gt, gt) == pytest.approx(1.0)
     gray = np.repeat(np.asarray(Image.fromarray(gt).convert("L"))[..., None], 3, 2)
     assert ab_auc(gray, gt) < 1.0
+
+
+def test_auc_golden_values_and_rebalancing():
+    acc = AucAccumulator()
+    acc.add(np.full(100, 10.0))  # every pixel within t exactly for t >= 10
+    assert acc.value() == pytest.approx(141 / 151)
+    acc = AucAccumulator()
+    acc.add(np.array([0.0, 200.0]), weights=np.array([3.0, 1.0]))  # 3/4 of the weight is perfect
+    assert acc.value() == pytest.approx(0.75)
+    gt = np.asarray(color_image(32, 32))
+    prior = ab_prior([gt])
+    assert prior.sum() == pytest.approx(1.0) and prior.shape == (23 * 23,)
+    assert ab_auc(gt, gt, prior) == pytest.approx(1.0)
+
+
+def test_rebalanced_auc_weights_rare_colors_up():
+    """Wrong on the rare color only: the rebalanced AuC punishes it more than the raw one."""
+    gt = np.zeros((20, 20, 3), np.uint8)
+    gt[:] = (120, 120, 120)  # common: neutral gray
+    gt[:2, :2] = (200, 30, 30)  # rare: red
+    pred = gt.copy()
+    pred[:2, :2] = (30, 30, 200)
+    prior = ab_prior([gt])
+    assert ab_auc(pred, gt, prior) < ab_auc(pred, gt) < 1.0
 
 
 def test_classification_crop_geometry():
@@ -66,3 +90,38 @@ def test_pred_vs_gt_folders_recovery_bounds(tmp_path, capsys, monkeypatch):
             assert row["recovery"] == pytest.approx(expected, abs=1e-9)
         assert row["n"] == 12
     assert list((tmp_path / "cache").glob("reference-*.npz"))  # ground-truth features cached
+
+
+def test_report_files_and_readme_table(tmp_path, capsys, monkeypatch):
+    """--report writes the table, metrics, a contact sheet and a plot; the README table is regenerated."""
+    import json
+
+    from tinct.weights import README_TABLE_END, README_TABLE_START
+
+    monkeypatch.setenv("TINCT_CACHE", str(tmp_path / "cache"))
+    gt, pred = tmp_path / "gt", tmp_path / "mytool"
+    gt.mkdir()
+    pred.mkdir()
+    for i in range(5):
+        color_image(64, 48, seed=i).save(gt / f"img{i}.png")
+        color_image(64, 48, seed=i + 10).save(pred / f"img{i}.png")
+    Image.new("RGB", (40, 40), (90, 90, 90)).save(gt / "flat_gray.png")  # skipped and counted
+    report = tmp_path / "report"
+    assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--json", "--report", str(report), "--sheet-images", "3"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["skipped"] == 1 and set(printed["rows"]) == {"gray", "mytool", "gt"}
+    for row in printed["rows"].values():
+        assert {"n", "skipped", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5",
+                "recovery", "fd_effnet", "auc_raw", "auc_rebalanced"} <= set(row)
+    saved = json.loads((report / "metrics.json").read_text())
+    assert saved["rows"] == printed["rows"]
+    assert "| mytool |" in (report / "report.md").read_text()
+    sheet = Image.open(report / "contact_sheet.png")
+    assert sheet.size == (4 + 3 * (160 + 4), 18 + 3 * (160 + 4) + 4)  # columns gray | mytool | gt; 3 images
+    assert Image.open(report / "plot.png").size[0] > 100
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_TABLE_START}\nold table\n{README_TABLE_END}\noutro\n")
+    assert main(["models", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text and "| model | method |" in text and text.endswith("outro\n")

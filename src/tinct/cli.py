@@ -3,8 +3,9 @@
     tinct colorize INPUT... -o OUT_DIR [--model NAME] [--size N] [--format png|jpg] [--force]
     tinct train METHOD --data SRC... --out RUN_DIR [--config FILE.yaml] [--set key=value ...]
     tinct export RUN_DIR --name NAME [--dest DIR] [--metrics FILE.json]
-    tinct eval --model NAME --data DIR [--size N] [--limit N] [--json]
-    tinct models
+    tinct eval --model NAME --data DIR [--size N] [--limit N] [--json] [--report DIR]
+    tinct eval --pred DIR --gt DIR [--json] [--report DIR]
+    tinct models [--json | --markdown | --readme README.md]
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="score only the first N images")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--report", default=None, metavar="DIR", help="write report.md, metrics.json, contact_sheet.png and plot.png")
+    p.add_argument("--sheet-images", type=int, default=8, help="images on the report's contact sheet")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list shipped models and trainable methods")
     p.add_argument("--json", action="store_true", help="card data as JSON")
     p.add_argument("--markdown", action="store_true", help="the README's model table, from the model cards' eval metrics")
+    p.add_argument("--readme", default=None, metavar="FILE", help="replace the model table between the markers in FILE")
     return parser
 
 
@@ -136,6 +140,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from .weights import list_models, models_markdown
 
     models = list_models()
+    if args.readme:
+        from .weights import update_readme_table
+
+        update_readme_table(args.readme, models_markdown(models))
+        print(f"updated the model table in {args.readme}")
+        return 0
     if args.markdown:
         print(models_markdown(models))
         return 0
@@ -153,6 +163,7 @@ COMMANDS = {"colorize": _cmd_colorize, "train": _cmd_train, "export": _cmd_expor
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with eval results
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return COMMANDS[args.command](args)

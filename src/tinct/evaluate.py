@@ -10,8 +10,10 @@ the ground truth with
   side 256, for gray, output and ground truth; ``recovery = (acc_out - acc_gray) /
   (acc_gt - acc_gray)``;
 - FD-EffNet: Frechet distance between Lite2 pooled 1280-d features of outputs and ground truth;
-- AuC of the per-pixel ab error (Zhang et al.): fraction of pixels within t for t = 0..150,
-  averaged over thresholds (``auc_raw``).
+- AuC of the per-pixel ab error (Zhang et al.): fraction of all pixels (pooled over the set)
+  within t for t = 0..150, averaged over thresholds (``auc_raw``), and the same with each pixel
+  weighted by the inverse probability of its ground-truth ab bin (grid 10), the prior being
+  the ground-truth set's own ab distribution (``auc_rebalanced``).
 
 The gray image itself is always scored as the ``gray`` baseline row.
 """
@@ -60,24 +62,66 @@ def ssim(pred: np.ndarray, target: np.ndarray) -> float:
     return float(structural_similarity(pred, target, channel_axis=2, data_range=255))
 
 
-def ab_auc(pred: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """AuC of per-pixel ab Euclidean error for thresholds 0..150 (1.0 = perfect).
+AB_BIN_SIZE = 10
+_AB_BINS_PER_AXIS = 23  # centers -110, -100, ..., 110
 
-    pred, target: uint8 RGB [H, W, 3]; weights: optional per-pixel weights [H, W]
-    (class rebalancing by the ab-bin prior).
+
+def _ab_of(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 RGB [H, W, 3] -> ab [2, H, W] (float64, D65 Lab)."""
+    t = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)
+    return rgb_to_lab(t.double())[1:]
+
+
+def ab_bin_index(ab: torch.Tensor) -> np.ndarray:
+    """ab [2, ...] -> flat index of its nearest grid-10 bin (centers -110..110 on each axis)."""
+    q = torch.round(ab / AB_BIN_SIZE).clamp(-11, 11).long() + 11
+    return (q[0] * _AB_BINS_PER_AXIS + q[1]).numpy().ravel()
+
+
+def ab_prior(images: list[np.ndarray]) -> np.ndarray:
+    """Empirical distribution [23 * 23] of the ground-truth pixels' ab bins (sums to 1)."""
+    counts = np.zeros(_AB_BINS_PER_AXIS**2, dtype=np.float64)
+    for rgb in images:
+        counts += np.bincount(ab_bin_index(_ab_of(rgb)), minlength=counts.size)
+    return counts / counts.sum()
+
+
+class AucAccumulator:
+    """Zhang et al.'s AuC, pooled over all pixels of all images.
+
+    For thresholds t = 0..150 the (weighted) fraction of pixels whose ab error is <= t,
+    averaged over thresholds: 1.0 for a perfect prediction. With per-pixel weights
+    ``1 / prior(bin of the ground truth)`` it is the class-rebalanced AuC.
     """
-    def ab(x: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(x.astype(np.float32) / 255.0).permute(2, 0, 1)
-        return rgb_to_lab(t.double())[1:]
 
-    err = torch.linalg.vector_norm(ab(pred) - ab(target), dim=0).numpy().ravel()
-    w = np.ones_like(err) if weights is None else weights.ravel().astype(np.float64)
-    w = w / w.sum()
-    order = np.argsort(err)
-    cum = np.cumsum(w[order])
-    idx = np.searchsorted(err[order], AUC_THRESHOLDS, side="right")
-    frac = np.where(idx > 0, cum[np.maximum(idx - 1, 0)], 0.0)
-    return float(frac.mean())
+    def __init__(self) -> None:
+        self.hist = np.zeros(len(AUC_THRESHOLDS) + 1, dtype=np.float64)
+
+    def add(self, errors: np.ndarray, weights: np.ndarray | None = None) -> None:
+        # err <= t for integer t  <=>  ceil(err) <= t; everything above 150 lands in the last slot
+        slots = np.minimum(np.ceil(errors.ravel()), len(AUC_THRESHOLDS)).astype(np.int64)
+        self.hist += np.bincount(slots, weights=None if weights is None else weights.ravel(), minlength=self.hist.size)
+
+    def value(self) -> float:
+        total = self.hist.sum()
+        return float((np.cumsum(self.hist)[:-1] / total).mean()) if total > 0 else float("nan")
+
+
+def ab_errors(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-pixel Euclidean ab error [H * W] of two uint8 RGB images [H, W, 3]."""
+    return torch.linalg.vector_norm(_ab_of(pred) - _ab_of(target), dim=0).numpy().ravel()
+
+
+def ab_auc(pred: np.ndarray, target: np.ndarray, prior: np.ndarray | None = None) -> float:
+    """AuC of one image's per-pixel ab error over thresholds 0..150 (1.0 = perfect).
+
+    pred, target: uint8 RGB [H, W, 3]; ``prior`` (from :func:`ab_prior`) rebalances each
+    pixel by the inverse probability of its ground-truth ab bin.
+    """
+    acc = AucAccumulator()
+    weights = None if prior is None else 1.0 / prior[ab_bin_index(_ab_of(target))]
+    acc.add(ab_errors(pred, target), weights)
+    return acc.value()
 
 
 def classification_crop(rgb: np.ndarray) -> np.ndarray:
@@ -136,20 +180,41 @@ class Sample:
     gt: np.ndarray  # uint8 [H, W, 3]
 
 
+THUMB_SIZE = 160
+
+
+def thumbnail(rgb: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
+    """uint8 RGB [H, W, 3] -> square center crop resized to [size, size, 3] for contact sheets."""
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return np.asarray(Image.fromarray(rgb[top:top + side, left:left + side]).resize((size, size), Image.BICUBIC))
+
+
 @dataclass
 class RowScores:
+    """Per-image scores of one row (a model, or the gray baseline) accumulated over the set."""
+
+    inverse_prior: np.ndarray
     psnr: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
     cf: list[float] = field(default_factory=list)
-    auc: list[float] = field(default_factory=list)
+    auc_raw: AucAccumulator = field(default_factory=AucAccumulator)
+    auc_rebalanced: AucAccumulator = field(default_factory=AucAccumulator)
     crops: list[np.ndarray] = field(default_factory=list)
+    thumbs: dict[int, np.ndarray] = field(default_factory=dict)
 
-    def add(self, out: np.ndarray, gt: np.ndarray) -> None:
+    def add(self, out: np.ndarray, gt: np.ndarray, keep_thumbnail: bool = False) -> None:
         self.psnr.append(psnr(out, gt))
         self.ssim.append(ssim(out, gt))
         self.cf.append(colorfulness(out))
-        self.auc.append(ab_auc(out, gt))
+        gt_ab = _ab_of(gt)
+        errors = torch.linalg.vector_norm(_ab_of(out) - gt_ab, dim=0).numpy().ravel()
+        self.auc_raw.add(errors)
+        self.auc_rebalanced.add(errors, self.inverse_prior[ab_bin_index(gt_ab)])
         self.crops.append(classification_crop(out))
+        if keep_thumbnail:
+            self.thumbs[len(self.cf) - 1] = thumbnail(out)
 
 
 def gray_of(rgb: np.ndarray) -> np.ndarray:
@@ -226,13 +291,14 @@ def _row(scores: RowScores, logits: np.ndarray, feats: np.ndarray, ref: dict[str
         "top5": top5,
         "recovery": (top1 - acc["gray"]) / denom if top1 is not None and denom else None,
         "fd_effnet": frechet_distance(feats, ref["gt_feats"]),
-        "auc_raw": float(np.mean(scores.auc)),
+        "auc_raw": scores.auc_raw.value(),
+        "auc_rebalanced": scores.auc_rebalanced.value(),
     }
 
 
 def evaluate_models(
     models: dict[str, Callable[[np.ndarray], np.ndarray]], samples: list[Sample], skipped: int = 0,
-    device: str = "cpu", cache_dir: Path | None = None, progress: bool = True,
+    device: str = "cpu", cache_dir: Path | None = None, progress: bool = True, sheet_images: int = 0,
 ) -> dict[str, Any]:
     """Score colorizers on ground-truth samples.
 
@@ -240,8 +306,10 @@ def evaluate_models(
         models: name -> function mapping a :class:`Sample` to the uint8 RGB output [H, W, 3]
             (colorizers get ``gray_of(sample.gt)``; ``--pred`` folders look the file up).
         samples: color ground truth (see :func:`load_ground_truth`).
+        sheet_images: keep thumbnails of this many evenly spaced images for a contact sheet.
     Returns:
-        ``{"n", "skipped", "rows": {"gray": {...}, "gt": {...}, name: {...}}}``.
+        ``{"n", "skipped", "rows": {"gray": {...}, name: {...}, "gt": {...}}, "seconds": {...}}``
+        and, with ``sheet_images``, ``"thumbnails": {row: {index: uint8 [S, S, 3]}}`` (not JSON).
     """
     if not samples:
         raise ValueError("no color ground-truth images to evaluate")
@@ -253,38 +321,48 @@ def evaluate_models(
     if (labels >= 0).all():
         acc = {"gt": _topk(ref["gt_logits"], labels, 1), "gray": _topk(ref["gray_logits"], labels, 1)}
 
-    gray_scores = RowScores()
-    for s in samples:
+    prior = ab_prior([s.gt for s in samples])
+    inverse_prior = np.where(prior > 0, 1.0 / np.maximum(prior, 1e-12), 0.0)
+    sheet = set(np.linspace(0, len(samples) - 1, min(sheet_images, len(samples))).round().astype(int).tolist()) if sheet_images else set()
+    gray_scores = RowScores(inverse_prior)
+    for i, s in enumerate(samples):
         g8 = np.repeat((gray_of(s.gt) * 255 + 0.5).astype(np.uint8)[..., None], 3, 2)
-        gray_scores.add(g8, s.gt)
+        gray_scores.add(g8, s.gt, keep_thumbnail=i in sheet)
     rows = {"gray": _row(gray_scores, ref["gray_logits"], ref["gray_feats"], ref, labels, gt_cf, acc)}
-    timings = {}
+    timings: dict[str, float] = {}
+    thumbs: dict[str, dict[int, np.ndarray]] = {"gray": gray_scores.thumbs}
     for name, fn in models.items():
-        scores = RowScores()
+        scores = RowScores(inverse_prior)
         t0 = time.perf_counter()
         iterator = samples
         if progress:
             from tqdm import tqdm
 
             iterator = tqdm(samples, desc=name, unit="img", file=sys.stderr, dynamic_ncols=True)
-        for s in iterator:
-            scores.add(fn(s), s.gt)
+        for i, s in enumerate(iterator):
+            scores.add(fn(s), s.gt, keep_thumbnail=i in sheet)
         logits, feats = judge(scores.crops)
         rows[name] = _row(scores, logits, feats, ref, labels, gt_cf, acc)
         timings[name] = time.perf_counter() - t0
+        thumbs[name] = scores.thumbs
     gt_row = {
         "n": len(samples), "psnr": None, "ssim": 1.0, "colorfulness": gt_cf, "delta_colorfulness": 0.0,
         "top1": acc.get("gt"), "top5": _topk(ref["gt_logits"], labels, 5) if acc else None,
-        "recovery": 1.0 if acc else None, "fd_effnet": 0.0, "auc_raw": 1.0,
+        "recovery": 1.0 if acc else None, "fd_effnet": 0.0, "auc_raw": 1.0, "auc_rebalanced": 1.0,
     }
     rows["gt"] = gt_row
+    thumbs["gt"] = {i: thumbnail(samples[i].gt) for i in sorted(sheet)}
     for row in rows.values():
         row["skipped"] = skipped
-    return {"n": len(samples), "skipped": skipped, "rows": rows, "seconds": timings}
+    result = {"n": len(samples), "skipped": skipped, "rows": rows, "seconds": timings}
+    if sheet:
+        result["thumbnails"] = thumbs
+        result["sheet_names"] = [samples[i].name for i in sorted(sheet)]
+    return result
 
 
 def format_table(result: dict[str, Any]) -> str:
-    keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "fd_effnet", "auc_raw"]
+    keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "fd_effnet", "auc_raw", "auc_rebalanced"]
     lines = ["| row | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, row in result["rows"].items():
         cells = []
@@ -293,6 +371,79 @@ def format_table(result: dict[str, Any]) -> str:
             cells.append("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def json_ready(result: dict[str, Any]) -> dict[str, Any]:
+    """The result without the in-memory thumbnails."""
+    return {k: v for k, v in result.items() if k != "thumbnails"}
+
+
+def contact_sheet(result: dict[str, Any]) -> Image.Image:
+    """One row per sheet image; columns gray | each model | ground truth, labelled on top."""
+    from PIL import ImageDraw
+
+    thumbs = result["thumbnails"]
+    columns = list(thumbs)  # gray, models..., gt
+    indices = sorted(thumbs["gt"])
+    pad, label_h, size = 4, 18, THUMB_SIZE
+    sheet = Image.new("RGB", (pad + len(columns) * (size + pad), label_h + len(indices) * (size + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, name in enumerate(columns):
+        x = pad + c * (size + pad)
+        draw.text((x + 2, 3), name[:28], fill="black")
+        for r, i in enumerate(indices):
+            sheet.paste(Image.fromarray(thumbs[name][i]), (x, label_h + r * (size + pad)))
+    return sheet
+
+
+def metrics_plot(result: dict[str, Any], path: Path) -> None:
+    """Scatter of mean colorfulness against FD-EffNet per row (gray and ground truth included)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    for name, row in result["rows"].items():
+        marker = {"gray": "s", "gt": "*"}.get(name, "o")
+        ax.scatter(row["fd_effnet"], row["colorfulness"], marker=marker, s=90 if name == "gt" else 50)
+        ax.annotate(name, (row["fd_effnet"], row["colorfulness"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("FD-EffNet (lower is better)")
+    ax.set_ylabel("mean colorfulness (Hasler-Suesstrunk)")
+    ax.set_title(f"n = {result['n']} images")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(result: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write ``report.md``, ``metrics.json``, ``contact_sheet.png`` and ``plot.png`` to out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / "metrics.json", json.dumps(json_ready(result), indent=2) + "\n")
+    metrics_plot(result, out / "plot.png")
+    lines = ["# tinct eval report", ""]
+    if result.get("command"):
+        lines += [f"Command: `{result['command']}`", ""]
+    lines += [f"{result['n']} color images scored, {result['skipped']} gray ground-truth images skipped.", "",
+              format_table(result), "", "![colorfulness against FD-EffNet](plot.png)", ""]
+    if "thumbnails" in result:
+        tmp = out / f".contact_sheet.tmp-{os.getpid()}.png"
+        contact_sheet(result).save(tmp)
+        os.replace(tmp, out / "contact_sheet.png")
+        lines += ["Contact sheet (columns: " + " | ".join(result["thumbnails"]) + "; images: " + ", ".join(result["sheet_names"]) + "):", "",
+                  "![contact sheet](contact_sheet.png)", ""]
+    _write_atomic(out / "report.md", "\n".join(lines))
+    return out
 
 
 def _pred_dir_model(pred_dir: str) -> Callable[[Sample], np.ndarray]:
@@ -334,10 +485,13 @@ def evaluate_cli(args) -> int:
         models[name] = lambda sample, c=colorizer: c.colorize_gray(gray_of(sample.gt))
     if args.pred:
         models[Path(args.pred).name or "pred"] = _pred_dir_model(args.pred)
-    result = evaluate_models(models, samples, skipped, device=device, cache_dir=cache_dir(), progress=not args.json)
-    result["command"] = "tinct " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("tinct") else None
+    sheet_images = args.sheet_images if args.report else 0
+    result = evaluate_models(models, samples, skipped, device=device, cache_dir=cache_dir(), progress=not args.json, sheet_images=sheet_images)
+    result["command"] = "tinct " + " ".join(getattr(args, "argv", None) or sys.argv[1:])
+    if args.report:
+        write_report(result, args.report)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(json_ready(result), indent=2))
     else:
         print(format_table(result))
         print(f"n = {result['n']}, skipped gray = {skipped}; seconds per model: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
