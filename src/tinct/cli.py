@@ -6,6 +6,8 @@
     tinct eval --model NAME --data DIR [--size N] [--limit N] [--json] [--report DIR]
     tinct eval --pred DIR --gt DIR [--json] [--report DIR]
     tinct models [--json | --markdown | --readme README.md]
+    tinct prior --data SRC... -o PRIOR.json [--images N]
+    tinct figure temperature IMAGE -o SWEEP.png [--model cic]
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ def _add_colorize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--max-pixels", type=int, default=None, help="refuse images larger than this many pixels (default: 250 million)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_method_options(p)
+
+
+def _add_method_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("method options (used by the methods that have them)")
+    g.add_argument("--temperature", type=float, default=None, help="cic: annealed-mean temperature (default 0.38; 0 = the mode)")
+
+
+def method_options(args: argparse.Namespace) -> dict:
+    """The method-specific inference options given on the command line."""
+    return {k: getattr(args, k) for k in ("temperature",) if getattr(args, k, None) is not None}
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -73,6 +86,29 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--report", default=None, metavar="DIR", help="write report.md, metrics.json, contact_sheet.png and plot.png")
     p.add_argument("--sheet-images", type=int, default=8, help="images on the report's contact sheet")
+    _add_method_options(p)
+
+
+def _add_prior(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prior", help="empirical ab-bin distribution of a dataset (CIC's class-rebalancing prior)")
+    p.add_argument("--data", nargs="+", required=True, help="folders, shards or globs")
+    p.add_argument("-o", "--out", required=True, help="output JSON (use with `tinct train cic --set prior_file=...`)")
+    p.add_argument("--images", type=int, default=5000, help="images sampled evenly from the data (0: all)")
+    p.add_argument("--size", type=int, default=64, help="center-crop size the images are resized to")
+    p.add_argument("--sigma", type=float, default=5.0, help="Gaussian smoothing of the distribution, in ab units")
+    p.add_argument("--min-colorfulness", type=float, default=8.0, help="drop near-gray images below this colorfulness")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _add_figure(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("figure", help="render figures of the papers with shipped models")
+    p.add_argument("kind", choices=["temperature"], help="temperature: CIC's annealed-mean sweep (its Figure 1)")
+    p.add_argument("image", help="input image")
+    p.add_argument("-o", "--out", required=True, help="output PNG")
+    p.add_argument("--model", default="cic", help="a cic model (default: %(default)s)")
+    p.add_argument("--size", type=int, default=None, help="working resolution")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_export(sub)
     _add_eval(sub)
+    _add_prior(sub)
+    _add_figure(sub)
     p = sub.add_parser("models", help="list shipped models and trainable methods")
     p.add_argument("--json", action="store_true", help="card data as JSON")
     p.add_argument("--markdown", action="store_true", help="the README's model table, from the model cards' eval metrics")
@@ -96,7 +134,7 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
     colorizer = Colorizer(args.model, device=args.device, size=args.size)
     summary = colorize_files(
         colorizer, args.inputs, args.out, fmt=args.format, force=args.force,
-        max_pixels=args.max_pixels, progress=not args.no_progress,
+        max_pixels=args.max_pixels, progress=not args.no_progress, **method_options(args),
     )
     print(f"done {summary.done}, skipped {summary.skipped}, failed {summary.failed}")
     return 1 if summary.failed else 0
@@ -158,7 +196,28 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"colorize": _cmd_colorize, "train": _cmd_train, "export": _cmd_export, "eval": _cmd_eval, "models": _cmd_models}
+def _cmd_prior(args: argparse.Namespace) -> int:
+    from .methods.cic import compute_prior
+    from .io import write_text_atomic
+
+    result = compute_prior(args.data, args.images, args.size, args.min_colorfulness, args.sigma, progress=not args.no_progress)
+    write_text_atomic(args.out, json.dumps(result) + "\n")
+    top = sorted(zip(result["prior"], result["bins"]), reverse=True)[:3]
+    print(f"{args.out}: {len(result['bins'])} bins from {result['images']} images ({result['pixels']} pixels); "
+          "most frequent ab: " + ", ".join(f"({a:g}, {b:g}) {p:.3f}" for p, (a, b) in top))
+    return 0
+
+
+def _cmd_figure(args: argparse.Namespace) -> int:
+    from .figures import temperature_sweep
+
+    temperature_sweep(args.image, args.out, model=args.model, size=args.size, device=args.device, force=args.force)
+    print(args.out)
+    return 0
+
+
+COMMANDS = {"colorize": _cmd_colorize, "train": _cmd_train, "export": _cmd_export, "eval": _cmd_eval, "models": _cmd_models,
+            "prior": _cmd_prior, "figure": _cmd_figure}
 
 
 def main(argv: list[str] | None = None) -> int:

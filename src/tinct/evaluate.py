@@ -36,7 +36,7 @@ from PIL import Image
 
 from .color import rgb_to_lab
 from .data import cache_dir, colorfulness, list_images
-from .io import ImageReadError, open_image
+from .io import ImageReadError, open_image, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -419,17 +419,11 @@ def metrics_plot(result: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_report(result: dict[str, Any], out_dir: str | Path) -> Path:
     """Write ``report.md``, ``metrics.json``, ``contact_sheet.png`` and ``plot.png`` to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "metrics.json", json.dumps(json_ready(result), indent=2) + "\n")
+    write_text_atomic(out / "metrics.json", json.dumps(json_ready(result), indent=2) + "\n")
     metrics_plot(result, out / "plot.png")
     lines = ["# tinct eval report", ""]
     if result.get("command"):
@@ -442,7 +436,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> Path:
         os.replace(tmp, out / "contact_sheet.png")
         lines += ["Contact sheet (columns: " + " | ".join(result["thumbnails"]) + "; images: " + ", ".join(result["sheet_names"]) + "):", "",
                   "![contact sheet](contact_sheet.png)", ""]
-    _write_atomic(out / "report.md", "\n".join(lines))
+    write_text_atomic(out / "report.md", "\n".join(lines))
     return out
 
 

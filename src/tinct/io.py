@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageReadError", "LoadedImage", "read_image", "write_image", "DEFAULT_MAX_PIXELS", "open_image"]
+__all__ = ["ImageReadError", "LoadedImage", "read_image", "write_image", "write_text_atomic", "DEFAULT_MAX_PIXELS", "open_image"]
 
 #: Larger images are refused unless the limit is raised (``--max-pixels``): 250 MP is a
 #: 20000x12500 scan, far beyond cameras, and needs about 4 GB to process.
@@ -183,6 +183,20 @@ def write_image(image: Image.Image, path: str | os.PathLike, force: bool = False
             image.save(f, format=fmt, **options)
             f.flush()
             os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file atomically (temp file in the same folder, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

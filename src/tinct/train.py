@@ -203,6 +203,8 @@ def train(
     cfg = method.config
     if options.init_from and resume_state is None:
         _init_from(method, options.init_from)
+    elif resume_state is None:
+        method.prepare_data(list(options.data), progress=options.progress and is_main)
     method.to(device, memory_format=torch.channels_last).train()  # about 2x faster convs on CPU
 
     data_cfg = DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness)

@@ -63,6 +63,10 @@ class ColorizationMethod(nn.Module):
         """
         raise NotImplementedError
 
+    def prepare_data(self, sources: list[str], progress: bool = False) -> None:
+        """Called once before a new run trains (not on resume): statistics the method needs
+        from the training data (e.g. CIC's ab prior). Default: nothing."""
+
     def wrap_for_ddp(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """Wrap the trained sub-modules for DistributedDataParallel (default: none)."""
 
@@ -77,7 +81,7 @@ def register(cls: type[ColorizationMethod]) -> type[ColorizationMethod]:
 
 
 def _load_builtin() -> None:
-    from . import unet_gan  # noqa: F401
+    from . import cic, unet_gan  # noqa: F401
 
 
 def method_names() -> list[str]:

@@ -19,6 +19,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..io import write_text_atomic
+
 __all__ = [
     "DEFAULT_MODEL", "WeightsError", "resolve_model", "load_model", "load_inference_state",
     "list_models", "export_run", "sha256_file", "models_markdown",
@@ -156,8 +158,8 @@ def export_run(
         "metrics": metrics or {},
         "notes": notes,
     }
-    (dest / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    (dest / f"{name}.md").write_text(render_card(card), encoding="utf-8")
+    write_text_atomic(dest / f"{name}.json", json.dumps(card, indent=2) + "\n")
+    write_text_atomic(dest / f"{name}.md", render_card(card))
     return path
 
 
@@ -204,9 +206,7 @@ def update_readme_table(readme: str | Path, table: str) -> None:
     if start < 0 or end < start:
         raise ValueError(f"{path}: no model-table markers ({README_TABLE_START!r} ... {README_TABLE_END!r})")
     new = text[: start + len(README_TABLE_START)] + "\n" + table + "\n" + text[end:]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, new)
 
 
 def render_card(card: dict[str, Any]) -> str:

@@ -1,0 +1,327 @@
+"""Method ``cic``: Colorful Image Colorization (Zhang et al.; see papers/cic-reproduction.txt).
+
+Color prediction as classification: the ab plane is quantized into grid-10 bins, the
+network predicts a distribution over the in-gamut bins for every pixel (at 1/4 of the input
+resolution), trained with a class-rebalanced multinomial cross-entropy against soft-encoded
+ground truth, and decoded by the annealed mean.
+
+- Bins: :func:`ab_bins`, derived here from the sRGB gamut (not loaded from a file).
+- Soft-encoding: :func:`soft_encode` (5 nearest bins, Gaussian kernel sigma = 5).
+- Prior and rebalancing: :func:`ab_prior` (empirical, Gaussian-smoothed), :func:`rebalancing_weights`
+  ``w ~ ((1 - lambda) p + lambda / Q)^-1`` normalized to ``E_p[w] = 1`` (lambda = 0.5;
+  lambda = 1 turns rebalancing off).
+- Decoding: :func:`annealed_mean` (T = 0.38 by default; T -> 0 is the mode, T = 1 the mean).
+- Network: :class:`CICNet`, the paper's Table 1 (conv1-conv8, strided downsampling, dilated
+  conv5/conv6, BN after each block, Q-way 1x1 output at 1/4 resolution) with a channel
+  multiplier ``width`` (1.0 = the paper; the shipped model is a compact variant).
+- Optimizer: Adam betas (0.9, 0.99), weight decay 1e-3, lr 3.16e-5 at batch 40, scaled
+  linearly with the batch size.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..color import gray_to_lightness, rgb_to_lab
+from . import ColorizationMethod, register
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AB_GRID", "ab_bins", "nearest_bin", "soft_encode", "ab_prior", "rebalancing_weights",
+    "annealed_mean", "CICNet", "CIC", "CICConfig", "compute_prior",
+]
+
+#: spacing of the ab quantization grid
+AB_GRID = 10.0
+
+
+@lru_cache(maxsize=1)
+def _ab_bins_cached() -> torch.Tensor:
+    # Every 8-bit sRGB color: the cube's six faces at full 8-bit resolution (where the chroma
+    # extremes of each hue lie) plus its interior at a coarser step; all converted to Lab.
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    u, v = torch.meshgrid(levels, levels, indexing="ij")
+    u, v = u.reshape(-1), v.reshape(-1)
+    faces = []
+    for axis in range(3):
+        for value in (0.0, 1.0):
+            channels = [u, v]
+            channels.insert(axis, torch.full_like(u, value))
+            faces.append(torch.stack(channels))
+    coarse = torch.arange(0, 256, 8, dtype=torch.float64) / 255.0
+    r, g, b = torch.meshgrid(coarse, coarse, coarse, indexing="ij")
+    faces.append(torch.stack([r.reshape(-1), g.reshape(-1), b.reshape(-1)]))
+    rgb = torch.cat(faces, dim=1)[:, :, None]  # [3, N, 1]
+    ab = rgb_to_lab(rgb)[1:, :, 0]  # [2, N]
+    cells = torch.round(ab / AB_GRID).long()
+    unique = torch.unique(cells.T, dim=0)  # sorted by a, then b
+    return unique.double() * AB_GRID
+
+
+def ab_bins() -> torch.Tensor:
+    """The in-gamut ab bins: centers [Q, 2] (a, b) on the grid-10 lattice, sorted by a then b.
+
+    A bin is in gamut when the ab of at least one 8-bit sRGB color (any lightness) rounds
+    to it. Derived from the color conversion, so it always agrees with :mod:`tinct.color`.
+    """
+    return _ab_bins_cached().float().clone()
+
+
+def nearest_bin(ab: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Index [B, H, W] of the nearest bin for ab [B, 2, H, W]; bins [Q, 2]."""
+    b, _, h, w = ab.shape
+    flat = ab.permute(0, 2, 3, 1).reshape(-1, 2)
+    idx = torch.cdist(flat.float(), bins.float()).argmin(dim=1)
+    return idx.view(b, h, w)
+
+
+def soft_encode(ab: torch.Tensor, bins: torch.Tensor, neighbours: int = 5, sigma: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft-encode ground-truth ab onto its nearest bins with a Gaussian kernel.
+
+    Args:
+        ab: [B, 2, H, W] in [-110, 110].
+        bins: [Q, 2] bin centers.
+    Returns:
+        (Z [B, Q, H, W], nonnegative, summing to 1 over Q; nearest-bin index [B, H, W]).
+    """
+    b, _, h, w = ab.shape
+    q = bins.shape[0]
+    flat = ab.permute(0, 2, 3, 1).reshape(-1, 2).float()
+    dist, idx = torch.cdist(flat, bins.float().to(flat.device)).topk(neighbours, dim=1, largest=False)  # [N, k] ascending
+    weights = torch.exp(-dist.pow(2) / (2 * sigma**2))
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    z = torch.zeros(flat.shape[0], q, device=flat.device, dtype=flat.dtype).scatter_(1, idx, weights)
+    z = z.view(b, h, w, q).permute(0, 3, 1, 2)
+    return z, idx[:, 0].view(b, h, w)
+
+
+def ab_prior(counts: torch.Tensor, bins: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
+    """Empirical bin distribution [Q] from bin counts [Q], smoothed by a Gaussian (sigma in ab
+    units) over the bin centers, as in Zhang et al.; sums to 1."""
+    p = counts.double() / counts.double().sum().clamp(min=1e-12)
+    d2 = torch.cdist(bins.double(), bins.double()).pow(2)
+    kernel = torch.exp(-d2 / (2 * sigma**2))
+    kernel = kernel / kernel.sum(dim=0, keepdim=True)  # each bin spreads its mass, total kept
+    smoothed = kernel @ p
+    return (smoothed / smoothed.sum()).float()
+
+
+def rebalancing_weights(prior: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
+    """Class-rebalancing weights [Q]: ``w ~ ((1 - lam) p + lam / Q)^-1`` with ``sum_q p_q w_q = 1``.
+
+    lam = 1 gives w = 1 for every bin (no rebalancing).
+    """
+    q = prior.numel()
+    w = 1.0 / ((1.0 - lam) * prior.double() + lam / q)
+    w = w / (prior.double() * w).sum()
+    return w.float()
+
+
+def annealed_mean(logits: torch.Tensor, bins: torch.Tensor, temperature: float = 0.38) -> torch.Tensor:
+    """Point estimate of ab from per-pixel bin logits.
+
+    ``f_T(z) = exp(log z / T) / sum exp(log z / T)`` is ``softmax(logits / T)``; the result is
+    its expectation over the bin centers. ``temperature`` <= 0 returns the mode (the most
+    probable bin); T = 1 is the mean.
+
+    Args:
+        logits: [B, Q, H, W] unnormalized log-probabilities.
+        bins: [Q, 2] bin centers.
+    Returns:
+        ab [B, 2, H, W].
+    """
+    bins = bins.to(device=logits.device, dtype=torch.float32)
+    if temperature <= 0:
+        return bins[logits.argmax(dim=1)].permute(0, 3, 1, 2)
+    probs = torch.softmax(logits.float() / temperature, dim=1)
+    return torch.einsum("bqhw,qc->bchw", probs, bins)
+
+
+class CICNet(nn.Module):
+    """The network of Table 1: L [B, 1, H, W] in [0, 100] -> bin logits [B, Q, H/4, W/4].
+
+    H and W must be multiples of 8 (:meth:`CIC.predict_ab` pads). ``width`` scales every
+    layer's channels (1.0: 64, 128, 256, 512, 512, 512, 512, 256). The bin centers, the
+    training prior and the rebalancing weights are buffers, so they are saved with the model.
+    """
+
+    # (convs, channels, stride of the last conv, dilation) for conv1..conv7
+    BLOCKS = ((2, 64, 2, 1), (2, 128, 2, 1), (3, 256, 2, 1), (3, 512, 1, 1), (3, 512, 1, 2), (3, 512, 1, 2), (3, 512, 1, 1))
+    CONV8 = 256
+
+    def __init__(self, width: float = 1.0):
+        super().__init__()
+        bins = ab_bins()
+        self.register_buffer("bins", bins)
+        self.register_buffer("prior", torch.zeros(bins.shape[0]))
+        self.register_buffer("class_weights", torch.ones(bins.shape[0]))
+        layers: list[nn.Module] = []
+        c_in = 1
+        for n_convs, channels, stride, dilation in self.BLOCKS:
+            c = max(int(round(channels * width)), 8)
+            for i in range(n_convs):
+                s = stride if i == n_convs - 1 else 1
+                layers += [nn.Conv2d(c_in, c, 3, s, padding=dilation, dilation=dilation), nn.ReLU(inplace=True)]
+                c_in = c
+            layers.append(nn.BatchNorm2d(c))
+        c8 = max(int(round(self.CONV8 * width)), 8)
+        layers += [nn.ConvTranspose2d(c_in, c8, 4, 2, 1), nn.ReLU(inplace=True)]  # conv8_1: x2 up
+        for _ in range(2):  # conv8_2, conv8_3
+            layers += [nn.Conv2d(c8, c8, 3, padding=1), nn.ReLU(inplace=True)]
+        self.body = nn.Sequential(*layers)
+        self.classifier = nn.Conv2d(c8, bins.shape[0], 1)  # conv8_313
+
+    @property
+    def num_bins(self) -> int:
+        return self.bins.shape[0]
+
+    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+        x = self.body(lightness - 50.0)  # [B, C8, H/4, W/4]; Zhang et al. center L at 50
+        return self.classifier(x)  # [B, Q, H/4, W/4]
+
+
+@dataclass
+class CICConfig:
+    width: float = 1.0  # channel multiplier of Table 1 (the shipped model is compact)
+    rebalance_lambda: float = 0.5  # 1.0 = no class rebalancing
+    neighbours: int = 5
+    sigma: float = 5.0
+    temperature: float = 0.38  # default annealed-mean temperature at inference
+    prior_file: str = ""  # from `tinct prior`; empty: computed from the training data
+    prior_images: int = 5000  # images sampled to compute the prior when no file is given
+    lr: float = 3.16e-5  # at batch lr_batch; scaled linearly with batch_size
+    lr_batch: int = 40
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 1e-3
+    image_size: int = 64
+    batch_size: int = 40
+    steps: int = 20000
+    ema_decay: float = 0.999
+    min_colorfulness: float = 8.0
+
+
+def _bin_counts(ab: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    return torch.bincount(nearest_bin(ab, bins).reshape(-1), minlength=bins.shape[0])
+
+
+def compute_prior(sources: list[str] | str, images: int = 5000, image_size: int = 64, min_colorfulness: float = 8.0,
+                  sigma: float = 5.0, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+    """Empirical ab-bin distribution of a dataset (center crops, ``images`` sampled evenly).
+
+    Returns ``{"bins": [[a, b], ...], "prior": [...], "counts": [...], "images": n, "pixels": n}``.
+    """
+    from ..data import ColorizationDataset, DataConfig
+
+    ds = ColorizationDataset(sources, DataConfig(image_size=image_size, min_colorfulness=min_colorfulness), train=False, seed=seed)
+    bins = ab_bins()
+    n = min(images, len(ds)) if images > 0 else len(ds)
+    indices = np.linspace(0, len(ds) - 1, n).round().astype(int)
+    counts = torch.zeros(bins.shape[0], dtype=torch.long)
+    iterator = indices
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+
+        iterator = tqdm(indices, desc="prior", unit="img", file=sys.stderr)
+    chunk: list[torch.Tensor] = []
+    for k, i in enumerate(iterator):
+        chunk.append(ds[int(i)]["rgb"])
+        if len(chunk) == 64 or k == len(indices) - 1:
+            ab = rgb_to_lab(torch.stack(chunk))[:, 1:]
+            counts += _bin_counts(ab, bins)
+            chunk = []
+    prior = ab_prior(counts, bins, sigma)
+    return {"bins": bins.tolist(), "prior": prior.tolist(), "counts": counts.tolist(), "images": int(n), "pixels": int(counts.sum())}
+
+
+@register
+class CIC(ColorizationMethod):
+    name = "cic"
+    config_class = CICConfig
+    inference_module_name = "network"
+    loss_names = ("ce",)
+
+    def __init__(self, config: CICConfig, pretrained: bool = True):
+        super().__init__(config)
+        self.network = CICNet(config.width)
+        self._net = self.network
+
+    def prepare_data(self, sources: list[str], progress: bool = False) -> None:
+        """Set the training prior (from ``prior_file`` or the data) and the rebalancing weights."""
+        c = self.config
+        if c.prior_file:
+            import json
+
+            with open(c.prior_file, encoding="utf-8") as f:
+                saved = json.load(f)
+            if saved["bins"] != self.network.bins.tolist():
+                raise ValueError(f"{c.prior_file}: its ab bins differ from this tinct version's")
+            prior = torch.tensor(saved["prior"], dtype=torch.float32)
+        else:
+            saved = compute_prior(sources, c.prior_images, c.image_size, c.min_colorfulness, c.sigma, progress=progress)
+            prior = torch.tensor(saved["prior"], dtype=torch.float32)
+            log.info("cic: ab prior from %d images (%d pixels)", saved["images"], saved["pixels"])
+        self.set_prior(prior)
+
+    def set_prior(self, prior: torch.Tensor) -> None:
+        self.network.prior.copy_(prior)
+        self.network.class_weights.copy_(rebalancing_weights(prior, self.config.rebalance_lambda))
+
+    def predict_logits(self, lightness: torch.Tensor) -> torch.Tensor:
+        """Bin logits [B, Q, ceil(H/8)*2, ceil(W/8)*2] for L [B, 1, H, W] in [0, 100] (padded to x8)."""
+        h, w = lightness.shape[-2:]
+        ph, pw = (-h) % 8, (-w) % 8
+        padded = F.pad(lightness, (0, pw, 0, ph), mode="replicate") if ph or pw else lightness
+        return self.network(padded)
+
+    def predict_ab(self, lightness: torch.Tensor, temperature: float | None = None, **options: Any) -> torch.Tensor:
+        """ab [B, 2, H, W] by the annealed mean at ``temperature`` (default 0.38; <= 0: the mode)."""
+        h, w = lightness.shape[-2:]
+        t = self.config.temperature if temperature is None else float(temperature)
+        logits = self.predict_logits(lightness)
+        ab = annealed_mean(logits, self.network.bins, t)  # [B, 2, H'/4, W'/4]
+        size = (logits.shape[-2] * 4, logits.shape[-1] * 4)
+        return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.config
+        lr = c.lr * c.batch_size / c.lr_batch
+        return {"network": torch.optim.Adam(self.network.parameters(), lr=lr, betas=tuple(c.betas), weight_decay=c.weight_decay)}
+
+    def wrap_for_ddp(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        self._net = wrap(self.network)
+
+    def loss(self, logits: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        """Class-rebalanced multinomial cross-entropy of logits [B, Q, h, w] against sRGB ground
+        truth [B, 3, H, W] in [0, 1]: its ab is averaged down to the output's resolution (as
+        the paper's network sees a 1/4-resolution target), soft-encoded, and every pixel is
+        weighted by the rebalancing weight of its nearest bin."""
+        net = self.network
+        ab = rgb_to_lab(rgb)[:, 1:]
+        if ab.shape[-2:] != logits.shape[-2:]:
+            ab = F.adaptive_avg_pool2d(ab, logits.shape[-2:])
+        z, nearest = soft_encode(ab, net.bins, self.config.neighbours, self.config.sigma)
+        pixel_weight = net.class_weights[nearest]  # [B, h, w]
+        ce = -(z * torch.log_softmax(logits.float(), dim=1)).sum(dim=1)  # [B, h, w]
+        return (pixel_weight * ce).mean()
+
+    def train_step(self, batch, optimizers, step, autocast) -> dict[str, float]:
+        lightness = gray_to_lightness(batch["gray"])
+        opt = optimizers["network"]
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            logits = self._net(lightness)
+        loss = self.loss(logits, batch["rgb"])
+        loss.backward()
+        opt.step()
+        return {"ce": loss.item()}
