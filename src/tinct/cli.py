@@ -8,6 +8,7 @@
     tinct models [--json | --markdown | --readme README.md]
     tinct prior --data SRC... -o PRIOR.json [--images N]
     tinct figure temperature IMAGE -o SWEEP.png [--model cic]
+    tinct sample --model PRIOR --class NAME|INDEX [--n 16] -o GRID.png [--fd REAL_DATA]
 """
 
 from __future__ import annotations
@@ -37,11 +38,22 @@ def _add_colorize(sub: argparse._SubParsersAction) -> None:
 def _add_method_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method options (used by the methods that have them)")
     g.add_argument("--temperature", type=float, default=None, help="cic: annealed-mean temperature (default 0.38; 0 = the mode)")
+    g.add_argument("--class", dest="class_", default=None, metavar="NAME|INDEX",
+                   help="bigcolor: ImageNet class to colorize as (default: classified from the gray input)")
+    g.add_argument("--reference", default=None, metavar="COLOR_IMAGE", help="bigcolor: take the class from this color image")
+    g.add_argument("--samples", type=int, default=None, metavar="N", help="bigcolor: N outputs with different random codes z")
+    g.add_argument("--sigma", type=float, default=None, help="bigcolor: std of z ~ N(0, sigma^2 I) (default 0.8)")
+    g.add_argument("--top-k", type=int, default=None, metavar="K", help="bigcolor: one output per each of the K most probable classes")
+    g.add_argument("--seed", type=int, default=None, help="bigcolor: seed of the first random code (default 0)")
+
+
+_METHOD_OPTIONS = {"temperature": "temperature", "class_": "class", "reference": "reference", "samples": "samples",
+                   "sigma": "sigma", "top_k": "top_k", "seed": "seed"}
 
 
 def method_options(args: argparse.Namespace) -> dict:
     """The method-specific inference options given on the command line."""
-    return {k: getattr(args, k) for k in ("temperature",) if getattr(args, k, None) is not None}
+    return {key: getattr(args, attr) for attr, key in _METHOD_OPTIONS.items() if getattr(args, attr, None) is not None}
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -111,6 +123,22 @@ def _add_figure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
 
 
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="draw samples of a class from a generative prior")
+    p.add_argument("--model", required=True, help="a 'prior' model: shipped name, .safetensors or training run")
+    p.add_argument("--class", dest="class_", required=True, metavar="NAME|INDEX", help="ImageNet class")
+    p.add_argument("--n", type=int, default=16, help="number of samples (default: %(default)s)")
+    p.add_argument("-o", "--out", required=True, help="output PNG grid")
+    p.add_argument("--truncation", type=float, default=None, help="redraw z beyond this many std (default: the model's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--fd", nargs="+", default=None, metavar="REAL_DATA",
+                   help="also print FD-EffNet of --fd-n samples (all classes) against these real images")
+    p.add_argument("--fd-n", type=int, default=1000, help="samples for --fd (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the FD result as JSON")
+    p.add_argument("--device", default="auto")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinct", description="Automatic image colorization.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -121,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_prior(sub)
     _add_figure(sub)
+    _add_sample(sub)
     p = sub.add_parser("models", help="list shipped models and trainable methods")
     p.add_argument("--json", action="store_true", help="card data as JSON")
     p.add_argument("--markdown", action="store_true", help="the README's model table, from the model cards' eval metrics")
@@ -170,6 +199,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_cli
 
+    args.method_options = method_options(args)
     return evaluate_cli(args)
 
 
@@ -216,8 +246,29 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from .figures import prior_samples
+    from .io import write_image
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    grid = prior_samples(args.model, args.class_, args.n, args.truncation, args.seed, device)
+    write_image(grid, args.out, force=args.force)
+    print(args.out)
+    if args.fd:
+        from .evaluate import generator_fd
+        from .weights import load_model
+
+        method, _info = load_model(args.model, device)
+        t = method.config.truncation if args.truncation is None else args.truncation
+        result = generator_fd(method.generator, args.fd, args.fd_n, t, args.seed, device)
+        print(json.dumps(result) if args.json else f"FD-EffNet of {result['n']} samples: {result['fd_effnet']:.2f}")
+    return 0
+
+
 COMMANDS = {"colorize": _cmd_colorize, "train": _cmd_train, "export": _cmd_export, "eval": _cmd_eval, "models": _cmd_models,
-            "prior": _cmd_prior, "figure": _cmd_figure}
+            "prior": _cmd_prior, "figure": _cmd_figure, "sample": _cmd_sample}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ __all__ = [
     "yuv_to_rgb",
     "luminance",
     "gray_to_lightness",
+    "lightness_to_gray",
 ]
 
 #: Weights of the luminance formula used everywhere a gray image is made from RGB.
@@ -186,3 +187,8 @@ def gray_to_lightness(gray: torch.Tensor) -> torch.Tensor:
     For R = G = B = g the XYZ Y component equals the linearized g, so L depends on g only.
     """
     return 116 * _lab_f(srgb_to_linear(gray)) - 16
+
+
+def lightness_to_gray(lightness: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`gray_to_lightness`: Lab L in [0, 100] -> neutral sRGB gray in [0, 1]."""
+    return linear_to_srgb(_lab_f_inverse((lightness + 16) / 116)).clamp(0.0, 1.0)

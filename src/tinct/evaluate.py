@@ -474,9 +474,12 @@ def evaluate_cli(args) -> int:
         print(f"tinct: error: {e}", file=sys.stderr)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     models: dict[str, Callable] = {}
+    options = dict(getattr(args, "method_options", None) or {})
+    label = "".join(f" {k}={v}" for k, v in options.items())
     for name in args.model:
         colorizer = Colorizer(name, device=device, size=args.size)
-        models[name] = lambda sample, c=colorizer: c.colorize_gray(gray_of(sample.gt))
+        _suffix, resolved = colorizer.variants(dict(options))[0]
+        models[name + label] = lambda sample, c=colorizer, o=resolved: c.colorize_gray(gray_of(sample.gt), **o)
     if args.pred:
         models[Path(args.pred).name or "pred"] = _pred_dir_model(args.pred)
     sheet_images = args.sheet_images if args.report else 0
@@ -490,3 +493,35 @@ def evaluate_cli(args) -> int:
         print(format_table(result))
         print(f"n = {result['n']}, skipped gray = {skipped}; seconds per model: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
     return 1 if errors else 0
+
+
+def generator_fd(prior_generator: torch.nn.Module, real_sources: list[str] | str, n: int = 1000, truncation: float = 0.0,
+                  seed: int = 0, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+    """FD-EffNet (Lite2 judge, the evaluation protocol's crop) of ``n`` generator samples against
+    ``n`` real images of ``real_sources``; sample classes follow the real images' labels."""
+    from .data import ColorizationDataset, DataConfig
+    from .nets.biggan import NUM_CLASSES, truncated_normal
+
+    size = 4 * 2 ** prior_generator.n_blocks
+    ds = ColorizationDataset(real_sources, DataConfig(image_size=size, min_colorfulness=0.0), train=False)
+    indices = np.linspace(0, len(ds) - 1, min(n, len(ds))).round().astype(int)
+    real = [ds[int(i)] for i in indices]
+    labels = torch.tensor([r["label"].item() if r["label"] >= 0 else int(i) % NUM_CLASSES for r, i in zip(real, indices)])
+    gen = torch.Generator().manual_seed(seed)
+    prior_generator = prior_generator.to(device).eval()
+    fakes = []
+    with torch.no_grad():
+        for start in range(0, len(real), 50):
+            y = labels[start:start + 50].to(device)
+            z = truncated_normal((y.shape[0], prior_generator.z_dim), truncation, 1.0, gen).to(device)
+            fakes.append(prior_generator(z, y).cpu())
+    fake = torch.cat(fakes)
+
+    def to_crops(images: torch.Tensor) -> list:
+        arr = (images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+        return [classification_crop(a) for a in arr]
+
+    judge = Judge(device)
+    _, real_feats = judge(to_crops(torch.stack([r["rgb"] for r in real])))
+    _, fake_feats = judge(to_crops(fake))
+    return {"fd_effnet": frechet_distance(fake_feats, real_feats), "n": len(real), "truncation": truncation}

@@ -2,6 +2,7 @@
 
 - :func:`temperature_sweep`: CIC's Figure 1, one image decoded by the annealed mean at
   T = 1, 0.77, 0.58, 0.38, 0.29, 0.14 and by the mode.
+- :func:`prior_samples`: a grid of samples of a class-conditional generative prior.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from .io import read_image, write_image
 
-__all__ = ["temperature_sweep", "labelled_strip", "SWEEP_TEMPERATURES"]
+__all__ = ["temperature_sweep", "labelled_strip", "prior_samples", "SWEEP_TEMPERATURES"]
 
 #: the temperatures of CIC's Figure 1; 0 stands for the mode
 SWEEP_TEMPERATURES = (1.0, 0.77, 0.58, 0.38, 0.29, 0.14, 0.0)
@@ -58,3 +59,32 @@ def temperature_sweep(image: str | os.PathLike, out: str | os.PathLike, model: s
         columns.append(colorizer.colorize_gray(gray, temperature=t))
         labels.append("mode" if t == 0 else f"T = {t:g}")
     return write_image(labelled_strip(columns, labels), out, force=force)
+
+
+def prior_samples(model: str, class_name_or_index: str | int, n: int = 16, truncation: float | None = None, seed: int = 0,
+                  device: str = "cpu", columns: int | None = None) -> Image.Image:
+    """A grid of ``n`` samples of one class from a ``prior`` model (shipped name, file or run).
+
+    ``truncation``: redraw z beyond this many standard deviations (default: the model's).
+    """
+    import math
+
+    import torch
+
+    from .nets.efficientnet import resolve_class
+    from .weights import load_model
+
+    method, info = load_model(model, device)
+    if info["method"] != "prior":
+        raise ValueError(f"model {model!r} is a {info['method']!r} model; `tinct sample` needs a 'prior' model")
+    index = resolve_class(class_name_or_index)
+    classes = torch.full((n,), index, dtype=torch.long, device=device)
+    rgb = method.sample(classes, truncation=truncation, seed=seed).cpu()  # [n, 3, S, S]
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    size = rgb.shape[-1]
+    grid = Image.new("RGB", (columns * size, rows * size), "white")
+    arr = (rgb.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    for k in range(n):
+        grid.paste(Image.fromarray(arr[k]), ((k % columns) * size, (k // columns) * size))
+    return grid

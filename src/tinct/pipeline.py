@@ -23,7 +23,7 @@ from PIL import Image
 
 from .color import gray_to_lightness, lab_to_srgb8
 from .data import IMAGE_SUFFIXES
-from .io import ImageReadError, LoadedImage, read_image, to_loaded_image, write_image
+from .io import ImageReadError, LoadedImage, open_image, read_image, to_loaded_image, write_image
 from .weights import load_model
 
 log = logging.getLogger(__name__)
@@ -107,11 +107,32 @@ class Colorizer:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.method, self.info = load_model(model, self.device)
+        if not self.method.is_colorizer:
+            raise ValueError(f"model {model!r} is a {self.info['method']!r} model (a generative prior), not a colorizer; "
+                             "try `tinct sample` with it")
         self.method.to(memory_format=torch.channels_last)
         self.model_name = model
         self.size = int(size or self.info.get("working_size") or 256)
         if self.size < 16:
             raise ValueError(f"working size {self.size} is too small (minimum 16)")
+
+    def resolve_options(self, options: dict) -> dict:
+        """User-level options -> the method's: ``class`` (ImageNet name or index) becomes
+        ``class_index``; ``reference`` (a color image file) becomes ``reference_rgb`` [1, 3, h, w]."""
+        options = {k: v for k, v in options.items() if v is not None}
+        if "class" in options:
+            from .nets.efficientnet import resolve_class
+
+            options["class_index"] = resolve_class(options.pop("class"))
+        if "reference" in options:
+            ref = open_image(options.pop("reference")).convert("RGB")
+            ref.thumbnail((512, 512))
+            options["reference_rgb"] = torch.from_numpy(np.asarray(ref, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+        return options
+
+    def variants(self, options: dict) -> list[tuple[str, dict]]:
+        """The outputs one input yields: ``[(file-name suffix, options), ...]`` (see the method)."""
+        return self.method.inference_variants(self.resolve_options(options))
 
     @torch.inference_mode()
     def colorize_gray(self, gray: np.ndarray, **options) -> np.ndarray:
@@ -150,8 +171,8 @@ class Colorizer:
             return Image.fromarray(np.dstack([rgb, loaded.alpha]), mode="RGBA")
         return Image.fromarray(rgb, mode="RGB")
 
-    def colorize(self, image: Image.Image | np.ndarray | str | os.PathLike, **options) -> Image.Image:
-        """Colorize a PIL image, a gray array [H, W] in [0, 1] / uint8, or an image file path."""
+    @staticmethod
+    def _load(image: Image.Image | np.ndarray | str | os.PathLike) -> LoadedImage:
         if isinstance(image, (str, os.PathLike)):
             loaded = read_image(image)
         elif isinstance(image, Image.Image):
@@ -164,7 +185,20 @@ class Colorizer:
             loaded = LoadedImage(np.clip(gray, 0, 1), None, False, None, "F")
         if loaded.was_color:
             log.warning("%s: color input; colorizing its luminance", loaded.path or "image")
-        return self.colorize_loaded(loaded, **options)
+        return loaded
+
+    def colorize(self, image: Image.Image | np.ndarray | str | os.PathLike, **options) -> Image.Image:
+        """Colorize a PIL image, a gray array [H, W] in [0, 1] / uint8, or an image file path.
+
+        ``options`` are the method's (e.g. ``temperature`` for cic; ``class``, ``reference``,
+        ``sigma``, ``seed`` for bigcolor); with several outputs (``samples``, ``top_k``) the first.
+        """
+        return self.colorize_all(image, **options)[0][1]
+
+    def colorize_all(self, image: Image.Image | np.ndarray | str | os.PathLike, **options) -> list[tuple[str, Image.Image]]:
+        """Every output of one input (e.g. BigColor's ``samples`` / ``top_k``): ``[(suffix, image), ...]``."""
+        loaded = self._load(image)
+        return [(suffix, self.colorize_loaded(loaded, **opts)) for suffix, opts in self.variants(options)]
 
 
 _COLORIZERS: dict[tuple[str, str, int | None], Colorizer] = {}
@@ -209,6 +243,7 @@ def colorize_files(
     out_dir = Path(out_dir)
     pairs = _expand_inputs(inputs)
     input_paths = {p.resolve() for p, _ in pairs if p.exists()}
+    variants = colorizer.variants(options)
     summary = BatchSummary()
     taken: dict[Path, Path] = {}
     bar = None
@@ -223,19 +258,23 @@ def colorize_files(
             n += 1
             target = target.with_name(f"{rel.name}_{path.suffix.lstrip('.').lower()}{n if n > 2 else ''}.{fmt}")
         taken[target] = path
+        targets = [target.with_name(f"{target.stem}{suffix}{target.suffix}") for suffix, _ in variants]
         try:
-            if target.resolve() in input_paths:
-                raise ImageReadError(path, f"output {target} would overwrite an input; choose another -o")
-            if target.exists() and not force:
+            for t in targets:
+                if t.resolve() in input_paths:
+                    raise ImageReadError(path, f"output {t} would overwrite an input; choose another -o")
+            if all(t.exists() for t in targets) and not force:
                 summary.skipped += 1
                 continue
             loaded = read_image(path, max_pixels=max_pixels)
             if loaded.was_color:
                 log.warning("%s: color input; colorizing its luminance (its colors are replaced)", path)
-            result = colorizer.colorize_loaded(loaded, **options)
-            write_image(result, target, force=force)
+            for t, (_suffix, opts) in zip(targets, variants):
+                if t.exists() and not force:
+                    continue
+                write_image(colorizer.colorize_loaded(loaded, **opts), t, force=force)
+                summary.outputs.append(t)
             summary.done += 1
-            summary.outputs.append(target)
         except (ImageReadError, OSError, ValueError, MemoryError) as exc:
             message = str(exc) if isinstance(exc, ImageReadError) else f"{path}: {exc.__class__.__name__}: {exc}"
             summary.failed += 1

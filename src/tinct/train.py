@@ -10,7 +10,7 @@ Run directory layout::
     RUN_DIR/checkpoint.pt      latest checkpoint (method, config, step, weights, EMA, optimizers)
     RUN_DIR/config.yaml        the resolved method config
     RUN_DIR/log.csv            step, epoch, images_per_s, losses
-    RUN_DIR/samples/step_N.png sample grids
+    RUN_DIR/samples/step_N.png sample grids (see ColorizationMethod.preview)
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import yaml
 from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 
-from .color import gray_to_lightness, lab_to_rgb
 from .data import ColorizationDataset, DataConfig
 from .methods import ColorizationMethod, build_method, get_method
 
@@ -148,14 +147,6 @@ def _pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def sample_grid(gray: torch.Tensor, ab: torch.Tensor, rgb: torch.Tensor) -> Image.Image:
-    """Rows of gray | output | ground truth. gray [B,1,H,W] and rgb [B,3,H,W] in [0,1], ab [B,2,H,W]."""
-    out = lab_to_rgb(torch.cat([gray_to_lightness(gray), ab], 1))
-    rows = torch.cat([gray.expand(-1, 3, -1, -1), out, rgb], dim=3)  # [B, 3, H, 3W]
-    grid = torch.cat(list(rows), dim=1)  # [3, B*H, 3W]
-    return Image.fromarray((grid.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
-
-
 class _StopFlag:
     def __init__(self) -> None:
         self.raised: int | None = None
@@ -211,9 +202,8 @@ def train(
     dataset = ColorizationDataset(options.data, data_cfg, train=True, seed=options.seed)
     preview_source = options.val_data or options.data
     preview = ColorizationDataset(preview_source, DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness), train=False)
-    preview_batch = [preview[i] for i in range(min(8, len(preview)))]
-    preview_gray = torch.stack([s["gray"] for s in preview_batch])
-    preview_rgb = torch.stack([s["rgb"] for s in preview_batch])
+    preview_items = [preview[i] for i in range(min(8, len(preview)))]
+    preview_batch = {k: torch.stack([item[k] for item in preview_items]) for k in ("gray", "rgb", "label")}
 
     optimizers = method.make_optimizers()
     ema = EMA(method.inference_module(), cfg.ema_decay)
@@ -267,9 +257,12 @@ def train(
     def write_samples() -> None:
         if not is_main:
             return
+        was_training = method.training
+        method.eval()
         with torch.no_grad(), _swapped_inference_module(method, ema.module):
-            ab = method.predict_ab(gray_to_lightness(preview_gray).to(device)).float().cpu()
-        sample_grid(preview_gray, ab, preview_rgb).save(out / "samples" / f"step_{step:07d}.png")
+            grid = method.preview({k: v.to(device) for k, v in preview_batch.items()})
+        method.train(was_training)
+        grid.save(out / "samples" / f"step_{step:07d}.png")
 
     stop = _StopFlag()
     previous_handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}

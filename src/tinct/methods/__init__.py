@@ -15,10 +15,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
-__all__ = ["ColorizationMethod", "register", "get_method", "method_names", "build_method"]
+from ..color import gray_to_lightness, lab_to_rgb
+
+__all__ = ["ColorizationMethod", "register", "get_method", "method_names", "build_method", "sample_grid", "image_grid"]
 
 _REGISTRY: dict[str, type["ColorizationMethod"]] = {}
 
@@ -32,6 +36,8 @@ class ColorizationMethod(nn.Module):
     inference_module_name: str = "generator"
     #: scalar losses train_step reports (the CSV log's columns)
     loss_names: tuple[str, ...] = ()
+    #: False for generative priors, which cannot colorize (``tinct colorize``/``eval`` refuse them)
+    is_colorizer: bool = True
 
     def __init__(self, config: Any):
         super().__init__()
@@ -48,6 +54,22 @@ class ColorizationMethod(nn.Module):
             ab [B, 2, H, W] in [-110, 110].
         """
         raise NotImplementedError
+
+    def inference_variants(self, options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """The outputs one input yields: ``[(file-name suffix, predict_ab options), ...]``.
+
+        One output by default; methods with several (e.g. BigColor's ``samples`` and
+        ``top_k``) expand the options here.
+        """
+        return [("", options)]
+
+    def preview(self, batch: dict[str, torch.Tensor]) -> Image.Image:
+        """The training log's sample grid for a fixed batch (rows: gray | output | ground truth).
+
+        ``batch`` holds ``gray`` [B, 1, H, W] and ``rgb`` [B, 3, H, W] in [0, 1] and ``label`` [B].
+        """
+        ab = self.predict_ab(gray_to_lightness(batch["gray"])).float()
+        return sample_grid(batch["gray"].cpu(), ab.cpu(), batch["rgb"].cpu())
 
     # --- training --------------------------------------------------------------------
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -81,7 +103,7 @@ def register(cls: type[ColorizationMethod]) -> type[ColorizationMethod]:
 
 
 def _load_builtin() -> None:
-    from . import cic, unet_gan  # noqa: F401
+    from . import bigcolor, cic, prior, unet_gan  # noqa: F401
 
 
 def method_names() -> list[str]:
@@ -116,3 +138,17 @@ def build_method(name: str, config: dict[str, Any] | None = None, pretrained: bo
     cls = get_method(name)
     cfg = config_from_dict(cls.config_class, config or {})
     return cls(cfg, pretrained=pretrained)
+
+
+def image_grid(rows: list[torch.Tensor]) -> Image.Image:
+    """Stack images into a grid: ``rows`` is a list of [N, 3, H, W] sRGB tensors in [0, 1]; row i
+    of the picture holds the i-th image of every tensor, side by side."""
+    row_images = torch.cat([r.detach().float().cpu().clamp(0, 1) for r in rows], dim=3)  # [N, 3, H, k W]
+    grid = torch.cat(list(row_images), dim=1)  # [3, N H, k W]
+    return Image.fromarray((grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+
+
+def sample_grid(gray: torch.Tensor, ab: torch.Tensor, rgb: torch.Tensor) -> Image.Image:
+    """Rows of gray | output | ground truth. gray [B,1,H,W] and rgb [B,3,H,W] in [0,1], ab [B,2,H,W]."""
+    out = lab_to_rgb(torch.cat([gray_to_lightness(gray), ab], 1))
+    return image_grid([gray.expand(-1, 3, -1, -1), out, rgb])

@@ -105,15 +105,15 @@ class UNetGAN(ColorizationMethod):
         self.discriminator = PatchDiscriminator(3, config.disc_width, config.disc_layers)
         self._g = self.generator
         self._d = self.discriminator
-        # frozen, not a registered sub-module: kept out of checkpoints and optimizers
+        # frozen ImageNet network, not a registered sub-module: kept out of checkpoints and optimizers;
+        # always pretrained (``pretrained`` only concerns the weights a checkpoint will overwrite)
         self._perceptual: list[PerceptualLoss] = []
-        self._pretrained = pretrained
         if config.perceptual_weight > 0:
             self.loss_names = self.loss_names + ("perceptual",)
 
     def _perceptual_loss(self, device: torch.device) -> PerceptualLoss:
         if not self._perceptual:
-            self._perceptual.append(PerceptualLoss(pretrained=self._pretrained).to(device, memory_format=torch.channels_last))
+            self._perceptual.append(PerceptualLoss().to(device, memory_format=torch.channels_last))
         return self._perceptual[0]
 
     def predict_ab(self, lightness: torch.Tensor, **options: Any) -> torch.Tensor:

@@ -17,7 +17,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-__all__ = ["EfficientNetLite", "LITE_CONFIGS", "efficientnet_lite", "imagenet_class_names"]
+__all__ = ["EfficientNetLite", "LITE_CONFIGS", "efficientnet_lite", "imagenet_class_names", "resolve_class"]
 
 # (repeats, kernel, stride, expand ratio, output channels) per stage, B0 layout.
 _STAGES_KERNEL_STRIDE_EXPAND = [(3, 1, 1), (3, 2, 6), (5, 2, 6), (3, 2, 6), (5, 1, 6), (5, 2, 6), (3, 1, 6)]
@@ -152,3 +152,26 @@ def imagenet_class_names() -> list[str]:
     text = files("tinct").joinpath("imagenet_classes.tsv").read_text(encoding="utf-8")
     rows = [line.split("\t") for line in text.splitlines()[1:] if line.strip()]
     return [row[2] for row in rows]
+
+
+def resolve_class(name_or_index: str | int) -> int:
+    """ImageNet class index from an index (0-999, as int or text) or a class name: exact
+    (case-insensitive, ``_`` or space) or a unique substring; ValueError otherwise."""
+    text = str(name_or_index).strip()
+    names = imagenet_class_names()
+    if text.isdigit():
+        index = int(text)
+        if not 0 <= index < len(names):
+            raise ValueError(f"class index {index} is out of range 0-{len(names) - 1}")
+        return index
+    key = text.lower().replace("_", " ")
+    normalized = [n.lower().replace("_", " ") for n in names]
+    if key in normalized:
+        return normalized.index(key)
+    matches = [i for i, n in enumerate(normalized) if key in n]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ValueError(f"unknown ImageNet class {text!r}")
+    shown = ", ".join(names[i] for i in matches[:8])
+    raise ValueError(f"class {text!r} is ambiguous: {shown}{', ...' if len(matches) > 8 else ''}")

@@ -78,6 +78,9 @@ def resolve_model(name_or_path: str) -> tuple[Path, dict[str, Any] | None]:
 def load_inference_state(name_or_path: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Verified float32 state dict of a model's inference network and its metadata
     (``method``, ``config``, ``working_size``, card data)."""
+    source = Path(name_or_path)
+    if source.is_dir() or source.suffix in (".pt", ".pth"):
+        return _checkpoint_inference_state(source)
     path, card = resolve_model(name_or_path)
     if card is not None and "sha256" in card:
         actual = sha256_file(path)
@@ -105,8 +108,19 @@ def load_inference_state(name_or_path: str) -> tuple[dict[str, torch.Tensor], di
     return state, info
 
 
+def _checkpoint_inference_state(source: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The EMA inference weights of a training run (its folder or checkpoint file)."""
+    from ..train import load_checkpoint
+
+    ckpt = load_checkpoint(source)
+    info = {"method": ckpt["method"], "config": ckpt["config"], "working_size": ckpt["config"].get("image_size"),
+            "card": {}, "path": str(source), "step": ckpt["step"]}
+    return {k: v.float() if v.is_floating_point() else v for k, v in ckpt["ema"].items()}, info
+
+
 def load_model(name_or_path: str = "default", device: str | torch.device = "cpu"):
-    """Build a shipped (or exported) model ready for inference; returns (method, info)."""
+    """Build a model ready for inference: a shipped name, an exported ``.safetensors`` or a
+    training run (folder or checkpoint, its EMA weights); returns (method, info)."""
     from ..methods import build_method
 
     state, info = load_inference_state(name_or_path)

@@ -1,0 +1,282 @@
+"""Method ``bigcolor``: colorization with a generative color prior (Kim et al.; see
+papers/bigcolor-analysis-ipol.txt and bigcolor-slides.txt).
+
+- Encoder E: five residual blocks conditioned on the class code (conditional BN), average
+  pooling in all but the first, so the spatial feature f is at 1/16 of the input:
+  gray [B, 1, H, W] -> f [B, C0, H/16, W/16].
+- Generator G: the inverse of E, the up-sampling BigGAN blocks of a ``prior`` generator:
+  f and, per block, a 17-d chunk of z (68-d) concatenated with the 128-d class code
+  c = A(class) -> RGB [B, 3, H, W].
+- Discriminator: BigGAN projection discriminator, hinge loss, shown real images color-augmented
+  in YUV (U and V x 1.2).
+- Loss of E and G: ``MSE + 0.2 perceptual + 0.03 hinge adversarial``; the perceptual term uses
+  EfficientNet-Lite0 features at four depths in place of the paper's VGG16 layers.
+- G (and D) start from a trained ``prior`` when ``prior`` is set: the generative color prior.
+- Inference: the class comes from EfficientNet-Lite0 on the gray input (top-k), from the user
+  (``class_index``) or from a color reference image; z ~ N(0, sigma^2 I) with sigma = 0.8 by
+  default; any size (padded to a multiple of 16); the input's L is fused with the output's ab.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..color import lightness_to_gray, rgb_to_lab, rgb_to_yuv, yuv_to_rgb
+from ..nets.biggan import ConditionalBatchNorm, truncated_normal
+from ..nets.perceptual import PerceptualLoss
+from . import ColorizationMethod, register
+from .prior import BigGANGenerator, ImageClassifier, ProjectionDiscriminator, channel_plan, hinge_d_loss
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BigColorConfig", "BigColorEncoder", "BigColorNet", "BigColor", "color_augment"]
+
+
+def color_augment(rgb: torch.Tensor, scale: float = 1.2) -> torch.Tensor:
+    """Scale the chroma of sRGB [B, 3, H, W] in [0, 1] in YUV: U, V <- scale U, scale V (clamped)."""
+    yuv = rgb_to_yuv(rgb)
+    yuv = torch.cat([yuv[:, :1], yuv[:, 1:] * scale], dim=1)
+    return yuv_to_rgb(yuv).clamp(0.0, 1.0)
+
+
+class EncoderBlock(nn.Module):
+    """CBN-ReLU-conv3-CBN-ReLU-conv3-(avgpool /2) plus a 1x1 (pooled) skip; conditioned on c."""
+
+    def __init__(self, c_in: int, c_out: int, cond_dim: int, downsample: bool):
+        super().__init__()
+        self.downsample = downsample
+        self.bn1 = ConditionalBatchNorm(c_in, cond_dim)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.bn2 = ConditionalBatchNorm(c_out, cond_dim)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.relu(self.bn1(x, code)))
+        h = self.conv2(F.relu(self.bn2(h, code)))
+        skip = self.skip(x)
+        if self.downsample:
+            h, skip = F.avg_pool2d(h, 2), F.avg_pool2d(skip, 2)
+        return h + skip
+
+
+class BigColorEncoder(nn.Module):
+    """E: gray [B, 1, H, W] in [0, 1] and class code [B, class_dim] -> f [B, C0, H/16, W/16].
+
+    Five residual blocks; the channels mirror the generator's (e.g. 32, 64, 128, 256, 256).
+    """
+
+    def __init__(self, channels: list[int], cond_dim: int):
+        super().__init__()
+        # channels: the generator's, from the 4x4 map down: [C0, C1, C2, C3, C4] (5 entries at 64 px)
+        mirrored = list(reversed(channels))  # [C4, C3, C2, C1, C0]
+        self.stem = nn.Conv2d(1, mirrored[0], 3, padding=1)
+        plan = [(mirrored[0], mirrored[0], False)] + [(mirrored[i], mirrored[i + 1], True) for i in range(len(mirrored) - 1)]
+        if len(plan) != 5:
+            raise ValueError(f"BigColor's encoder has five blocks; the generator has {len(channels) - 1} (use image_size 64)")
+        self.blocks = nn.ModuleList(EncoderBlock(a, b, cond_dim, down) for a, b, down in plan)
+
+    def forward(self, gray: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        h = self.stem(gray * 2 - 1)  # [B, C4, H, W]
+        for block in self.blocks:
+            h = block(h, code)
+        return h  # [B, C0, H/16, W/16]
+
+
+class BigColorNet(nn.Module):
+    """E and G with the shared class embedding A (G's): the inference network.
+
+    ``forward(gray, classes, z)``: gray [B, 1, H, W] in [0, 1] (H, W multiples of 16), classes
+    [B] indices or [B, 1000] probabilities, z [B, 68] -> sRGB [B, 3, H, W] in [0, 1].
+    """
+
+    def __init__(self, image_size: int = 64, width: int = 16, z_chunk: int = 17, class_dim: int = 128, pretrained: bool = True):
+        super().__init__()
+        self.generator = BigGANGenerator(image_size, width, z_chunk, class_dim, pretrained_codes=pretrained)
+        self.encoder = BigColorEncoder(channel_plan(image_size, width), class_dim)
+        self.z_dim = z_chunk * self.generator.n_blocks  # 68 for four blocks
+
+    def forward(self, gray: torch.Tensor, classes: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        code = self.generator.embedding(classes)  # [B, 128]
+        f = self.encoder(gray, code)  # [B, C0, H/16, W/16]
+        return self.generator.synthesize(f, z, code)  # [B, 3, H, W]
+
+
+@dataclass
+class BigColorConfig:
+    prior: str = ""  # a trained `prior` (run dir, checkpoint, .safetensors or shipped name) to start G from
+    image_size: int = 64
+    width: int = 16  # must equal the prior's
+    z_chunk: int = 17
+    class_dim: int = 128
+    mse_weight: float = 1.0
+    perceptual_weight: float = 0.2
+    adv_weight: float = 0.03
+    color_augment: float = 1.2  # U, V scale of the real images the discriminator sees
+    sigma: float = 0.8  # default std of z at inference
+    g_lr: float = 1e-4
+    d_lr: float = 4e-4
+    betas: tuple[float, float] = (0.0, 0.999)
+    batch_size: int = 32
+    steps: int = 20000
+    ema_decay: float = 0.999
+    min_colorfulness: float = 8.0
+
+
+@register
+class BigColor(ColorizationMethod):
+    name = "bigcolor"
+    config_class = BigColorConfig
+    inference_module_name = "net"
+    loss_names = ("g", "mse", "perceptual", "g_adv", "d")
+
+    def __init__(self, config: BigColorConfig, pretrained: bool = True):
+        super().__init__(config)
+        c = config
+        self.net = BigColorNet(c.image_size, c.width, c.z_chunk, c.class_dim, pretrained=pretrained)
+        self.discriminator = ProjectionDiscriminator(c.image_size, c.width)
+        self._frozen: dict[str, nn.Module] = {}  # classifier, perceptual net: kept out of checkpoints
+        self._net, self._d = self.net, self.discriminator
+
+    # --- frozen helpers ----------------------------------------------------------------
+    def classifier(self, device: torch.device) -> ImageClassifier:
+        if "classifier" not in self._frozen:
+            self._frozen["classifier"] = ImageClassifier().to(device)
+        return self._frozen["classifier"]
+
+    def _perceptual(self, device: torch.device) -> PerceptualLoss:
+        if "perceptual" not in self._frozen:
+            self._frozen["perceptual"] = PerceptualLoss().to(device)
+        return self._frozen["perceptual"]
+
+    # --- data and prior ----------------------------------------------------------------
+    def prepare_data(self, sources: list[str], progress: bool = False) -> None:
+        if self.config.prior:
+            self.load_prior(self.config.prior)
+
+    def load_prior(self, source: str) -> None:
+        """Start G (and D, when the source is a training run) from a trained ``prior``."""
+        from ..train import load_checkpoint
+        from ..weights import load_inference_state
+
+        path = Path(source)
+        if path.is_dir() or path.suffix in (".pt", ".pth"):
+            ckpt = load_checkpoint(path)
+            method, config, g_state = ckpt["method"], ckpt["config"], ckpt["ema"]
+            d_state = {k[len("discriminator."):]: v for k, v in ckpt["model"].items() if k.startswith("discriminator.")}
+        else:
+            g_state, info = load_inference_state(source)
+            method, config, d_state = info["method"], info["config"], None
+        if method != "prior":
+            raise ValueError(f"{source}: a {method!r} model, not a 'prior'")
+        for key in ("image_size", "width", "z_chunk", "class_dim"):
+            if config[key] != getattr(self.config, key):
+                raise ValueError(f"{source}: the prior's {key} is {config[key]}, this bigcolor config has {getattr(self.config, key)}")
+        self.net.generator.load_state_dict(g_state)
+        if d_state:
+            self.discriminator.load_state_dict(d_state)
+        log.info("bigcolor: G%s initialized from the prior %s", " and D" if d_state else "", source)
+
+    def labels_or_predicted(self, labels: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        if (labels >= 0).all():
+            return labels
+        predicted = self.classifier(rgb.device)(rgb).argmax(dim=1)
+        return torch.where(labels >= 0, labels, predicted)
+
+    # --- inference -----------------------------------------------------------------------
+    def classify(self, gray_or_rgb: torch.Tensor) -> torch.Tensor:
+        """Class probabilities [B, 1000] of gray [B, 1, H, W] or color [B, 3, H, W] images in [0, 1]."""
+        return self.classifier(gray_or_rgb.device)(gray_or_rgb)
+
+    def predict_ab(self, lightness: torch.Tensor, class_index: int | None = None, reference_rgb: torch.Tensor | None = None,
+                   top_rank: int = 0, sigma: float | None = None, seed: int = 0, z: torch.Tensor | None = None,
+                   **options: Any) -> torch.Tensor:
+        """ab [B, 2, H, W] for L [B, 1, H, W] in [0, 100].
+
+        The class is ``class_index`` if given, else the top class of ``reference_rgb`` (a color
+        image [1, 3, h, w] in [0, 1]) if given, else the ``top_rank``-th most probable class of
+        the gray input (0 = top-1). ``z`` [B, 68], else ``sigma * N(0, I)`` seeded by ``seed``
+        (``sigma`` defaults to the config's 0.8).
+        """
+        b, _, h, w = lightness.shape
+        gray = lightness_to_gray(lightness)
+        device = lightness.device
+        if class_index is not None:
+            classes = torch.full((b,), int(class_index), dtype=torch.long, device=device)
+        elif reference_rgb is not None:
+            classes = self.classify(reference_rgb.to(device)).argmax(dim=1).expand(b)
+        else:
+            classes = self.classify(gray).topk(top_rank + 1, dim=1).indices[:, top_rank]
+        if z is None:
+            s = self.config.sigma if sigma is None else float(sigma)
+            z = s * truncated_normal((b, self.net.z_dim), generator=torch.Generator().manual_seed(int(seed)))
+        ph, pw = (-h) % 16, (-w) % 16
+        padded = F.pad(gray, (0, pw, 0, ph), mode="replicate") if ph or pw else gray
+        rgb = self.net(padded, classes, z.to(device))[..., :h, :w]
+        return rgb_to_lab(rgb.float())[:, 1:]
+
+    def inference_variants(self, options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """``samples`` N: N outputs with seeds 0..N-1 (suffix ``_sK``); ``top_k`` K: one output per
+        top class of the gray input (suffix ``_topK``); both: every combination."""
+        samples = int(options.pop("samples", 1) or 1)
+        top_k = int(options.pop("top_k", 1) or 1)
+        if top_k > 1 and (options.get("class_index") is not None or options.get("reference_rgb") is not None):
+            raise ValueError("--top-k picks classes from the input; it cannot be combined with --class or --reference")
+        base_seed = int(options.pop("seed", 0) or 0)
+        variants = []
+        for rank in range(top_k):
+            for k in range(samples):
+                suffix = (f"_top{rank + 1}" if top_k > 1 else "") + (f"_s{k}" if samples > 1 else "")
+                variants.append((suffix, {**options, "top_rank": rank, "seed": base_seed + k}))
+        return variants
+
+    # --- training --------------------------------------------------------------------------
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.config
+        return {
+            "generator": torch.optim.Adam(self.net.parameters(), lr=c.g_lr, betas=tuple(c.betas), eps=1e-6),
+            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=c.d_lr, betas=tuple(c.betas), eps=1e-6),
+        }
+
+    def wrap_for_ddp(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        self._net = wrap(self.net)
+        self._d = wrap(self.discriminator)
+
+    def train_step(self, batch, optimizers, step, autocast) -> dict[str, float]:
+        c = self.config
+        rgb, gray = batch["rgb"], batch["gray"]
+        labels = self.labels_or_predicted(batch["label"], rgb)
+        z = torch.randn(rgb.shape[0], self.net.z_dim, device=rgb.device)
+        losses: dict[str, float] = {}
+        with autocast():
+            fake = self._net(gray, labels, z)  # [B, 3, H, W] in [0, 1]
+
+        optimizers["discriminator"].zero_grad(set_to_none=True)
+        with autocast():
+            real_logits = self._d(color_augment(rgb, c.color_augment), labels).float()
+            fake_logits = self._d(fake.detach(), labels).float()
+            loss_d = hinge_d_loss(real_logits, fake_logits)
+        loss_d.backward()
+        optimizers["discriminator"].step()
+        losses["d"] = loss_d.item()
+
+        optimizers["generator"].zero_grad(set_to_none=True)
+        self.discriminator.requires_grad_(False)
+        with autocast():
+            fake = fake.float()
+            mse = F.mse_loss(fake, rgb)
+            perceptual = self._perceptual(rgb.device)(fake, rgb) if c.perceptual_weight > 0 else torch.zeros((), device=rgb.device)
+            adv = -self.discriminator(fake, labels).float().mean()
+            loss = c.mse_weight * mse + c.perceptual_weight * perceptual + c.adv_weight * adv
+        loss.backward()
+        self.discriminator.requires_grad_(True)
+        optimizers["generator"].step()
+        losses.update(g=loss.item(), mse=mse.item(), perceptual=perceptual.item(), g_adv=adv.item())
+        return losses
