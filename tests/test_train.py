@@ -75,9 +75,13 @@ def test_run_resume_log_samples_and_export(shard, tmp_path):
     assert (out / "samples" / "step_0000004.png").exists()
     # an existing run is never silently overwritten
     assert run_train(shard, out) == 2
-    # resume and extend
+    # resume and extend; rows logged after the checkpoint by a killed run are dropped, not duplicated
+    with open(out / "log.csv", "a") as f:
+        f.write("5,0,1.0,9,9,9,9\n")
     assert run_train(shard, out, "--resume", "--set", "steps=6") == 0
     assert load_checkpoint(out)["step"] == 6
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6] and rows[4]["l1"] != "9"
     # export: fp16 safetensors + card, loadable by the pipeline
     dest = tmp_path / "weights"
     assert main(["export", str(out), "--name", "mini", "--dest", str(dest)]) == 0
@@ -110,18 +114,20 @@ def _env():
     return env
 
 
-def test_sigterm_saves_checkpoint_and_exits_cleanly(shard, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_saves_checkpoint_and_exits_cleanly(shard, tmp_path, sig):
+    # the signal goes to the whole process group (as Ctrl-C in a terminal), data workers included
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "tinct", "train", "unet_gan", "--data", str(shard), "--out", str(out), "--workers", "0",
+    cmd = [sys.executable, "-m", "tinct", "train", "unet_gan", "--data", str(shard), "--out", str(out), "--workers", "1",
            "--no-progress", "--log-every", "1", "--checkpoint-every", "100000", "--sample-every", "100000"]
     for o in tiny_overrides(steps=100000):
         cmd += ["--set", o]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     log = out / "log.csv"
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     step = load_checkpoint(out)["step"]

@@ -266,6 +266,8 @@ def train(
 
     stop = _StopFlag()
     previous_handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    if is_main:
+        _truncate_log(out / "log.csv", step)
     csv_file = open(out / "log.csv", "a", newline="", encoding="utf-8") if is_main else None
     writer = None
     progress = None
@@ -282,6 +284,7 @@ def train(
             loader = DataLoader(
                 dataset, batch_size=per_rank_batch, sampler=sampler, num_workers=options.workers,
                 drop_last=True, pin_memory=device.type == "cuda", persistent_workers=False,
+                worker_init_fn=_ignore_stop_signals,
             )
             for batch in loader:
                 batch = {k: _to_device(v, device) for k, v in batch.items()}
@@ -325,6 +328,26 @@ def train(
         if distributed:
             dist.destroy_process_group()
     return ckpt_path
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows past ``step``: a run killed after its last checkpoint logged steps that
+    the resumed run will train (and log) again."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+    if len(kept) != len(lines):
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group: the loader workers must not die of it,
+    # or the main process could not finish its step and save the checkpoint.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
