@@ -1,6 +1,7 @@
 """Golden values for the evaluation protocol's metrics."""
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -125,3 +126,42 @@ def test_report_files_and_readme_table(tmp_path, capsys, monkeypatch):
     assert main(["models", "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old table" not in text and "| model | method |" in text and text.endswith("outro\n")
+
+
+def test_fid_inception_matches_the_reference_architecture():
+    from tinct.nets.inception import FIDInception
+
+    net = FIDInception()
+    # torchvision's Inception-v3 has 27,161,264 parameters; minus its auxiliary head (3,326,696)
+    # and 1000-way classifier (2,049,000) that leaves the 21,785,568 of the FID feature network
+    assert sum(p.numel() for p in net.parameters()) == 21_785_568
+    keys = net.state_dict()
+    assert {"Conv2d_1a_3x3.conv.weight", "Mixed_5b.branch_pool.bn.running_mean", "Mixed_7c.branch3x3dbl_3b.conv.weight"} <= set(keys)
+    assert net.eval()(torch.rand(1, 3, 90, 120)).shape == (1, 2048)
+
+
+def test_true_fid_only_with_user_weights(tmp_path, capsys, monkeypatch):
+    import json
+
+    from tinct.nets.inception import FIDInception
+
+    monkeypatch.setenv("TINCT_CACHE", str(tmp_path / "cache"))
+    gt, pred = tmp_path / "gt", tmp_path / "other"
+    gt.mkdir()
+    pred.mkdir()
+    for i in range(4):
+        color_image(48, 40, seed=i).save(gt / f"im{i}.png")
+        color_image(48, 40, seed=i + 7).save(pred / f"im{i}.png")
+    assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--json"]) == 0
+    assert "fid" not in json.loads(capsys.readouterr().out)["rows"]["other"]  # no weights: no FID
+    torch.manual_seed(0)
+    weights = tmp_path / "inception.pth"
+    torch.save(FIDInception().state_dict(), weights)
+    assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--json", "--inception-weights", str(weights)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rows"]["gt"]["fid"] == 0.0 and result["rows"]["other"]["fid"] > 0
+    assert len(result["inception_weights_sha256"]) == 64
+    bad = tmp_path / "bad.pth"
+    torch.save({"fc.weight": torch.zeros(3)}, bad)
+    assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--inception-weights", str(bad)]) == 2
+    assert "not FID Inception-v3 weights" in capsys.readouterr().err

@@ -98,6 +98,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--report", default=None, metavar="DIR", help="write report.md, metrics.json, contact_sheet.png and plot.png")
     p.add_argument("--sheet-images", type=int, default=8, help="images on the report's contact sheet")
+    p.add_argument("--inception-weights", default=None, metavar="FILE",
+                   help="FID Inception-v3 weights (pytorch-fid layout, .pth or .safetensors): adds true FID; never downloaded")
     _add_method_options(p)
 
 

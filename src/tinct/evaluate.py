@@ -203,6 +203,8 @@ class RowScores:
     auc_rebalanced: AucAccumulator = field(default_factory=AucAccumulator)
     crops: list[np.ndarray] = field(default_factory=list)
     thumbs: dict[int, np.ndarray] = field(default_factory=dict)
+    inception: "InceptionFeatures | None" = None
+    inception_feats: list[np.ndarray] = field(default_factory=list)
 
     def add(self, out: np.ndarray, gt: np.ndarray, keep_thumbnail: bool = False) -> None:
         self.psnr.append(psnr(out, gt))
@@ -213,8 +215,27 @@ class RowScores:
         self.auc_raw.add(errors)
         self.auc_rebalanced.add(errors, self.inverse_prior[ab_bin_index(gt_ab)])
         self.crops.append(classification_crop(out))
+        if self.inception is not None:
+            self.inception_feats.append(self.inception(out))
         if keep_thumbnail:
             self.thumbs[len(self.cf) - 1] = thumbnail(out)
+
+
+class InceptionFeatures:
+    """FID Inception-v3 pool3 features [2048] (float64) of a whole uint8 RGB image [H, W, 3]
+    (resized to 299x299, as pytorch-fid): only with user-supplied weights."""
+
+    def __init__(self, weights: str | os.PathLike, device: str | torch.device = "cpu"):
+        from .nets.inception import load_fid_inception
+
+        self.net, self.sha256 = load_fid_inception(weights)
+        self.device = torch.device(device)
+        self.net.to(self.device)
+
+    @torch.inference_mode()
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None].div(255).to(self.device)
+        return self.net(x)[0].double().cpu().numpy()
 
 
 def gray_of(rgb: np.ndarray) -> np.ndarray:
@@ -293,12 +314,14 @@ def _row(scores: RowScores, logits: np.ndarray, feats: np.ndarray, ref: dict[str
         "fd_effnet": frechet_distance(feats, ref["gt_feats"]),
         "auc_raw": scores.auc_raw.value(),
         "auc_rebalanced": scores.auc_rebalanced.value(),
+        **({"fid": frechet_distance(np.stack(scores.inception_feats), ref["gt_inception"])} if scores.inception_feats else {}),
     }
 
 
 def evaluate_models(
     models: dict[str, Callable[[np.ndarray], np.ndarray]], samples: list[Sample], skipped: int = 0,
     device: str = "cpu", cache_dir: Path | None = None, progress: bool = True, sheet_images: int = 0,
+    inception: InceptionFeatures | None = None,
 ) -> dict[str, Any]:
     """Score colorizers on ground-truth samples.
 
@@ -307,6 +330,7 @@ def evaluate_models(
             (colorizers get ``gray_of(sample.gt)``; ``--pred`` folders look the file up).
         samples: color ground truth (see :func:`load_ground_truth`).
         sheet_images: keep thumbnails of this many evenly spaced images for a contact sheet.
+        inception: FID Inception features (user-supplied weights): adds a true ``fid`` to every row.
     Returns:
         ``{"n", "skipped", "rows": {"gray": {...}, name: {...}, "gt": {...}}, "seconds": {...}}``
         and, with ``sheet_images``, ``"thumbnails": {row: {index: uint8 [S, S, 3]}}`` (not JSON).
@@ -324,7 +348,9 @@ def evaluate_models(
     prior = ab_prior([s.gt for s in samples])
     inverse_prior = np.where(prior > 0, 1.0 / np.maximum(prior, 1e-12), 0.0)
     sheet = set(np.linspace(0, len(samples) - 1, min(sheet_images, len(samples))).round().astype(int).tolist()) if sheet_images else set()
-    gray_scores = RowScores(inverse_prior)
+    if inception is not None:
+        ref["gt_inception"] = np.stack([inception(s.gt) for s in samples])
+    gray_scores = RowScores(inverse_prior, inception=inception)
     for i, s in enumerate(samples):
         g8 = np.repeat((gray_of(s.gt) * 255 + 0.5).astype(np.uint8)[..., None], 3, 2)
         gray_scores.add(g8, s.gt, keep_thumbnail=i in sheet)
@@ -332,7 +358,7 @@ def evaluate_models(
     timings: dict[str, float] = {}
     thumbs: dict[str, dict[int, np.ndarray]] = {"gray": gray_scores.thumbs}
     for name, fn in models.items():
-        scores = RowScores(inverse_prior)
+        scores = RowScores(inverse_prior, inception=inception)
         t0 = time.perf_counter()
         iterator = samples
         if progress:
@@ -349,12 +375,15 @@ def evaluate_models(
         "n": len(samples), "psnr": None, "ssim": 1.0, "colorfulness": gt_cf, "delta_colorfulness": 0.0,
         "top1": acc.get("gt"), "top5": _topk(ref["gt_logits"], labels, 5) if acc else None,
         "recovery": 1.0 if acc else None, "fd_effnet": 0.0, "auc_raw": 1.0, "auc_rebalanced": 1.0,
+        **({"fid": 0.0} if inception is not None else {}),
     }
     rows["gt"] = gt_row
     thumbs["gt"] = {i: thumbnail(samples[i].gt) for i in sorted(sheet)}
     for row in rows.values():
         row["skipped"] = skipped
     result = {"n": len(samples), "skipped": skipped, "rows": rows, "seconds": timings}
+    if inception is not None:
+        result["inception_weights_sha256"] = inception.sha256
     if sheet:
         result["thumbnails"] = thumbs
         result["sheet_names"] = [samples[i].name for i in sorted(sheet)]
@@ -363,6 +392,8 @@ def evaluate_models(
 
 def format_table(result: dict[str, Any]) -> str:
     keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "fd_effnet", "auc_raw", "auc_rebalanced"]
+    if any("fid" in row for row in result["rows"].values()):
+        keys.append("fid")
     lines = ["| row | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, row in result["rows"].items():
         cells = []
@@ -483,7 +514,9 @@ def evaluate_cli(args) -> int:
     if args.pred:
         models[Path(args.pred).name or "pred"] = _pred_dir_model(args.pred)
     sheet_images = args.sheet_images if args.report else 0
-    result = evaluate_models(models, samples, skipped, device=device, cache_dir=cache_dir(), progress=not args.json, sheet_images=sheet_images)
+    inception = InceptionFeatures(args.inception_weights, device) if getattr(args, "inception_weights", None) else None
+    result = evaluate_models(models, samples, skipped, device=device, cache_dir=cache_dir(), progress=not args.json,
+                             sheet_images=sheet_images, inception=inception)
     result["command"] = "tinct " + " ".join(getattr(args, "argv", None) or sys.argv[1:])
     if args.report:
         write_report(result, args.report)

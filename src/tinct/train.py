@@ -202,7 +202,8 @@ def train(
     dataset = ColorizationDataset(options.data, data_cfg, train=True, seed=options.seed)
     preview_source = options.val_data or options.data
     preview = ColorizationDataset(preview_source, DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness), train=False)
-    preview_items = [preview[i] for i in range(min(8, len(preview)))]
+    # evenly spaced through the data: shards are often sorted by class
+    preview_items = [preview[int(i)] for i in np.linspace(0, len(preview) - 1, min(8, len(preview))).round()]
     preview_batch = {k: torch.stack([item[k] for item in preview_items]) for k in ("gray", "rgb", "label")}
 
     optimizers = method.make_optimizers()

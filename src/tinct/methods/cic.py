@@ -76,12 +76,24 @@ def ab_bins() -> torch.Tensor:
     return _ab_bins_cached().float().clone()
 
 
+@lru_cache(maxsize=4)
+def _grid_lookup(bins_key: tuple) -> torch.Tensor:
+    """Nearest bin index for every cell of the grid-10 lattice over [-120, 120]^2: [25, 25]."""
+    bins = torch.tensor(bins_key, dtype=torch.float32)
+    axis = torch.arange(-120, 121, 10, dtype=torch.float32)
+    cells = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).view(-1, 2)
+    return torch.cdist(cells, bins).argmin(dim=1).view(25, 25)
+
+
 def nearest_bin(ab: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-    """Index [B, H, W] of the nearest bin for ab [B, 2, H, W]; bins [Q, 2]."""
-    b, _, h, w = ab.shape
-    flat = ab.permute(0, 2, 3, 1).reshape(-1, 2)
-    idx = torch.cdist(flat.float(), bins.float()).argmin(dim=1)
-    return idx.view(b, h, w)
+    """Index [B, H, W] of the nearest bin for ab [B, 2, H, W]; bins [Q, 2] on the grid-10 lattice.
+
+    Rounds to the lattice and looks the cell up, which is the nearest bin whenever the rounded
+    cell is itself a bin (always, for ab of sRGB colors); other cells map to their nearest bin.
+    """
+    lookup = _grid_lookup(tuple(map(tuple, bins.tolist()))).to(ab.device)
+    cell = torch.round(ab / AB_GRID).long().clamp(-12, 12) + 12  # [B, 2, H, W]
+    return lookup[cell[:, 0], cell[:, 1]]
 
 
 def soft_encode(ab: torch.Tensor, bins: torch.Tensor, neighbours: int = 5, sigma: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
