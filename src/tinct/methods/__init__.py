@@ -92,6 +92,17 @@ class ColorizationMethod(nn.Module):
     def wrap_for_ddp(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """Wrap the trained sub-modules for DistributedDataParallel (default: none)."""
 
+    def frozen_network(self, name: str, factory: Callable[[], nn.Module], device: torch.device) -> nn.Module:
+        """A frozen pretrained helper (classifier, perceptual features), built on first use.
+
+        Kept outside the module tree (``__dict__``, not a sub-module), so it is in no
+        checkpoint, optimizer, DDP wrapper or ``.to()`` of the method.
+        """
+        store = self.__dict__.setdefault("_frozen_networks", {})
+        if name not in store:
+            store[name] = factory().to(device)
+        return store[name]
+
     def inference_module(self) -> nn.Module:
         return getattr(self, self.inference_module_name)
 

@@ -32,7 +32,7 @@ from ..color import lightness_to_gray, rgb_to_lab, rgb_to_yuv, yuv_to_rgb
 from ..nets.biggan import ConditionalBatchNorm, truncated_normal
 from ..nets.perceptual import PerceptualLoss
 from . import ColorizationMethod, register
-from .prior import BigGANGenerator, ImageClassifier, ProjectionDiscriminator, channel_plan, hinge_d_loss
+from .prior import BigGANGenerator, ImageClassifier, ProjectionDiscriminator, channel_plan, hinge_d_loss, labels_or_predicted
 
 log = logging.getLogger(__name__)
 
@@ -142,19 +142,7 @@ class BigColor(ColorizationMethod):
         c = config
         self.net = BigColorNet(c.image_size, c.width, c.z_chunk, c.class_dim, pretrained=pretrained)
         self.discriminator = ProjectionDiscriminator(c.image_size, c.width)
-        self._frozen: dict[str, nn.Module] = {}  # classifier, perceptual net: kept out of checkpoints
         self._net, self._d = self.net, self.discriminator
-
-    # --- frozen helpers ----------------------------------------------------------------
-    def classifier(self, device: torch.device) -> ImageClassifier:
-        if "classifier" not in self._frozen:
-            self._frozen["classifier"] = ImageClassifier().to(device)
-        return self._frozen["classifier"]
-
-    def _perceptual(self, device: torch.device) -> PerceptualLoss:
-        if "perceptual" not in self._frozen:
-            self._frozen["perceptual"] = PerceptualLoss().to(device)
-        return self._frozen["perceptual"]
 
     # --- data and prior ----------------------------------------------------------------
     def prepare_data(self, sources: list[str], progress: bool = False) -> None:
@@ -184,16 +172,10 @@ class BigColor(ColorizationMethod):
             self.discriminator.load_state_dict(d_state)
         log.info("bigcolor: G%s initialized from the prior %s", " and D" if d_state else "", source)
 
-    def labels_or_predicted(self, labels: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        if (labels >= 0).all():
-            return labels
-        predicted = self.classifier(rgb.device)(rgb).argmax(dim=1)
-        return torch.where(labels >= 0, labels, predicted)
-
     # --- inference -----------------------------------------------------------------------
     def classify(self, gray_or_rgb: torch.Tensor) -> torch.Tensor:
         """Class probabilities [B, 1000] of gray [B, 1, H, W] or color [B, 3, H, W] images in [0, 1]."""
-        return self.classifier(gray_or_rgb.device)(gray_or_rgb)
+        return self.frozen_network("classifier", ImageClassifier, gray_or_rgb.device)(gray_or_rgb)
 
     def predict_ab(self, lightness: torch.Tensor, class_index: int | None = None, reference_rgb: torch.Tensor | None = None,
                    top_rank: int = 0, sigma: float | None = None, seed: int = 0, z: torch.Tensor | None = None,
@@ -252,7 +234,7 @@ class BigColor(ColorizationMethod):
     def train_step(self, batch, optimizers, step, autocast) -> dict[str, float]:
         c = self.config
         rgb, gray = batch["rgb"], batch["gray"]
-        labels = self.labels_or_predicted(batch["label"], rgb)
+        labels = labels_or_predicted(self, batch["label"], rgb)
         z = torch.randn(rgb.shape[0], self.net.z_dim, device=rgb.device)
         losses: dict[str, float] = {}
         with autocast():
@@ -272,7 +254,7 @@ class BigColor(ColorizationMethod):
         with autocast():
             fake = fake.float()
             mse = F.mse_loss(fake, rgb)
-            perceptual = self._perceptual(rgb.device)(fake, rgb) if c.perceptual_weight > 0 else torch.zeros((), device=rgb.device)
+            perceptual = self.frozen_network("perceptual", PerceptualLoss, rgb.device)(fake, rgb) if c.perceptual_weight > 0 else torch.zeros((), device=rgb.device)
             adv = -self.discriminator(fake, labels).float().mean()
             loss = c.mse_weight * mse + c.perceptual_weight * perceptual + c.adv_weight * adv
         loss.backward()

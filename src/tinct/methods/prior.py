@@ -150,6 +150,15 @@ class ImageClassifier(nn.Module):
         return torch.softmax(self.net(x[..., top:top + 224, left:left + 224]), dim=1)
 
 
+def labels_or_predicted(method: ColorizationMethod, labels: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+    """Class indices [B]: the data's labels, or Lite0's prediction on the color image
+    [B, 3, H, W] where a label is unknown (-1)."""
+    if (labels >= 0).all():
+        return labels
+    predicted = method.frozen_network("classifier", ImageClassifier, rgb.device)(rgb).argmax(dim=1)
+    return torch.where(labels >= 0, labels, predicted)
+
+
 def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
 
@@ -185,20 +194,10 @@ class Prior(ColorizationMethod):
         super().__init__(config)
         self.generator = BigGANGenerator(config.image_size, config.width, config.z_chunk, config.class_dim, pretrained_codes=pretrained)
         self.discriminator = ProjectionDiscriminator(config.image_size, config.width)
-        self._classifier: list[ImageClassifier] = []  # frozen; kept out of checkpoints
         self._g, self._d = self.generator, self.discriminator
 
-    def classifier(self, device: torch.device) -> ImageClassifier:
-        if not self._classifier:
-            self._classifier.append(ImageClassifier().to(device))
-        return self._classifier[0]
-
     def labels_or_predicted(self, labels: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        """Class indices [B]: the data's labels, or Lite0's prediction where a label is unknown (-1)."""
-        if (labels >= 0).all():
-            return labels
-        predicted = self.classifier(rgb.device)(rgb).argmax(dim=1)
-        return torch.where(labels >= 0, labels, predicted)
+        return labels_or_predicted(self, labels, rgb)
 
     def sample_z(self, n: int, truncation: float | None = None, sigma: float = 1.0, seed: int | None = None,
                  device: torch.device | str = "cpu") -> torch.Tensor:

@@ -105,16 +105,8 @@ class UNetGAN(ColorizationMethod):
         self.discriminator = PatchDiscriminator(3, config.disc_width, config.disc_layers)
         self._g = self.generator
         self._d = self.discriminator
-        # frozen ImageNet network, not a registered sub-module: kept out of checkpoints and optimizers;
-        # always pretrained (``pretrained`` only concerns the weights a checkpoint will overwrite)
-        self._perceptual: list[PerceptualLoss] = []
         if config.perceptual_weight > 0:
             self.loss_names = self.loss_names + ("perceptual",)
-
-    def _perceptual_loss(self, device: torch.device) -> PerceptualLoss:
-        if not self._perceptual:
-            self._perceptual.append(PerceptualLoss().to(device, memory_format=torch.channels_last))
-        return self._perceptual[0]
 
     def predict_ab(self, lightness: torch.Tensor, **options: Any) -> torch.Tensor:
         h, w = lightness.shape[-2:]
@@ -163,7 +155,8 @@ class UNetGAN(ColorizationMethod):
             loss_g = c.l1_weight * l1
             if c.perceptual_weight > 0:
                 fake_rgb = lab_to_rgb(torch.cat([lightness, fake_ab.float() * AB_SCALE], 1))
-                perceptual = self._perceptual_loss(lightness.device)(fake_rgb, batch["rgb"])
+                perceptual_net = self.frozen_network("perceptual", PerceptualLoss, lightness.device)
+                perceptual = perceptual_net(fake_rgb, batch["rgb"])
                 loss_g = loss_g + c.perceptual_weight * perceptual
                 losses["perceptual"] = perceptual.item()
             if gan_stage:
