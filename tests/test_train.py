@@ -147,3 +147,21 @@ def test_ddp_two_cpu_processes(shard, tmp_path):
     assert ckpt["step"] == 3
     # both ranks stepped in lockstep: DDP keeps generator weights identical, rank 0 saved them
     assert "generator.head.weight" in ckpt["model"]
+
+
+def test_frozen_encoder_keeps_imagenet_weights_and_statistics(shard):
+    import contextlib
+
+    from tinct.data import ColorizationDataset, DataConfig
+
+    torch.manual_seed(0)
+    method = build_method("unet_gan", {**TINY_UNET, "pretrain_steps": 0, "freeze_encoder": True}, pretrained=False)
+    method.train()
+    assert not method.generator.encoder.training and method.generator.up1.training
+    before = {k: v.clone() for k, v in method.generator.encoder.state_dict().items()}
+    decoder_before = method.generator.head.weight.clone()
+    ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
+    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
+    method.train_step(batch, method.make_optimizers(), 0, contextlib.nullcontext)
+    assert all(torch.equal(v, method.generator.encoder.state_dict()[k]) for k, v in before.items())
+    assert not torch.equal(decoder_before, method.generator.head.weight)

@@ -38,6 +38,7 @@ class UNetGANConfig:
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     pretrain_steps: int = 0  # generator-only L1 steps before GAN training
+    freeze_encoder: bool = False  # keep the ImageNet encoder fixed (weights and BN statistics)
     image_size: int = 64
     batch_size: int = 32
     steps: int = 20000
@@ -67,8 +68,10 @@ class UNetGenerator(nn.Module):
     H and W must be multiples of 32 (the pipeline pads).
     """
 
-    def __init__(self, decoder_widths: tuple[int, ...] = (160, 96, 64, 32, 16), pretrained: bool = True):
+    def __init__(self, decoder_widths: tuple[int, ...] = (160, 96, 64, 32, 16), pretrained: bool = True,
+                 freeze_encoder: bool = False):
         super().__init__()
+        self.freeze_encoder = freeze_encoder
         self.encoder = efficientnet_lite("lite0", pretrained=pretrained)
         # the classification head is not part of the U-Net
         del self.encoder._conv_head, self.encoder._bn1, self.encoder._fc
@@ -80,10 +83,19 @@ class UNetGenerator(nn.Module):
         self.up2 = UpBlock(w4, skips[0], w2)
         self.up1 = UpBlock(w2, 1, w1)
         self.head = nn.Conv2d(w1, 2, 3, padding=1)
+        if freeze_encoder:
+            self.encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "UNetGenerator":
+        super().train(mode)
+        if self.freeze_encoder:
+            self.encoder.eval()  # a frozen encoder keeps its ImageNet BN statistics
+        return self
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
         gray = (lightness / 100.0).expand(-1, 3, -1, -1)  # gray proxy for the RGB encoder
-        f2, f4, f8, f16, f32 = self.encoder.features(gray)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+            f2, f4, f8, f16, f32 = self.encoder.features(gray)
         x = self.up16(f32, f16)  # [B, w16, H/16, W/16]
         x = self.up8(x, f8)
         x = self.up4(x, f4)
@@ -101,7 +113,7 @@ class UNetGAN(ColorizationMethod):
 
     def __init__(self, config: UNetGANConfig, pretrained: bool = True):
         super().__init__(config)
-        self.generator = UNetGenerator(tuple(config.decoder_widths), pretrained=pretrained)
+        self.generator = UNetGenerator(tuple(config.decoder_widths), pretrained=pretrained, freeze_encoder=config.freeze_encoder)
         self.discriminator = PatchDiscriminator(3, config.disc_width, config.disc_layers)
         self._g = self.generator
         self._d = self.discriminator
@@ -118,7 +130,7 @@ class UNetGAN(ColorizationMethod):
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         return {
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=tuple(c.betas)),
+            "generator": torch.optim.Adam([p for p in self.generator.parameters() if p.requires_grad], lr=c.lr, betas=tuple(c.betas)),
             "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=tuple(c.betas)),
         }
 
