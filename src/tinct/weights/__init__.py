@@ -237,7 +237,7 @@ def render_card(card: dict[str, Any]) -> str:
         "",
         "## Training",
         "",
-        f"- Data: {', '.join(Path(p).name for p in (t.get('data') or [])) or 'unknown'}",
+        f"- Data: {', '.join(f'{Path(p).parent.name}/{Path(p).name}' for p in (t.get('data') or [])) or 'unknown'}",
         f"- Images after the low-colorfulness filter: {t.get('images')} ({t.get('dropped_low_colorfulness')} dropped)",
         f"- Steps: {t['steps']} at batch {t['batch_size']}, crops of {t['image_size']}x{t['image_size']}",
         "",
