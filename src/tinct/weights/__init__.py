@@ -189,7 +189,7 @@ def models_markdown(cards: list[dict[str, Any]]) -> str:
         row = rows.get(card["name"]) or next((v for k, v in rows.items() if k not in ("gray", "gt")), {})
         gray, gt = rows.get("gray", {}), rows.get("gt", {})
         t = card["training"]
-        data = ", ".join(sorted({Path(p).name.split("-")[0] for p in (t.get("data") or [])})) or "?"
+        data = ", ".join(sorted({Path(p).parent.name or Path(p).name for p in (t.get("data") or [])})) or "?"
         cells = [
             f"`{card['name']}`", card["method"], f"{card['parameters'] / 1e6:.1f} M",
             f"{data} ({t.get('images')} images, {t['steps']} steps of {t['batch_size']} at {t['image_size']} px)",
