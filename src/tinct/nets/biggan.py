@@ -165,13 +165,23 @@ class ClassEmbedding(nn.Module):
 
 
 def orthogonal_init(module: nn.Module) -> None:
-    """BigGAN's initialization: orthogonal weights for every conv and linear layer, zero biases."""
+    """BigGAN's initialization: orthogonal weights for every conv and linear layer, zero biases.
+
+    Spectral norm's power-iteration vectors are re-estimated for the new weights: they were
+    computed for the old ones, and an eval-mode forward (sampling before training) would
+    divide by a stale, far too small sigma and overflow.
+    """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
             weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
             nn.init.orthogonal_(weight)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
+            if hasattr(m, "parametrizations"):
+                with torch.no_grad():
+                    for p in m.parametrizations.weight:
+                        if hasattr(p, "_power_method"):
+                            p._power_method(p._reshape_weight_to_matrix(weight), 15)
 
 
 def truncated_normal(shape: tuple[int, ...], truncation: float = 0.0, sigma: float = 1.0,
