@@ -165,3 +165,20 @@ def test_frozen_encoder_keeps_imagenet_weights_and_statistics(shard):
     method.train_step(batch, method.make_optimizers(), 0, contextlib.nullcontext)
     assert all(torch.equal(v, method.generator.encoder.state_dict()[k]) for k, v in before.items())
     assert not torch.equal(decoder_before, method.generator.head.weight)
+
+
+def test_ema_decay_warms_up_then_reaches_its_setting():
+    from tinct.train import EMA
+
+    net = torch.nn.Linear(2, 2)
+    ema = EMA(net, decay=0.999)
+    start = ema.module.weight.clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net, step=0)  # decay 0.1: the average moves most of the way at once
+    torch.testing.assert_close(ema.module.weight, start + 0.9)
+    late = ema.module.weight.clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net, step=100_000)  # the configured 0.999
+    torch.testing.assert_close(ema.module.weight, late + 0.001 * (net.weight - late))

@@ -127,16 +127,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 class EMA:
-    """Exponential moving average of a module's parameters; buffers are copied."""
+    """Exponential moving average of a module's parameters; buffers are copied.
+
+    The decay warms up as ``min(decay, (1 + step) / (10 + step))`` (as TensorFlow's
+    ExponentialMovingAverage with num_updates): with a fixed 0.999 a run of a few thousand
+    steps would still average in the random initialization.
+    """
 
     def __init__(self, module: torch.nn.Module, decay: float):
         self.decay = decay
         self.module = copy.deepcopy(module).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, module: torch.nn.Module) -> None:
+    def update(self, module: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1.0 + step) / (10.0 + step))
         for ema_p, p in zip(self.module.parameters(), module.parameters()):
-            ema_p.lerp_(p.detach(), 1.0 - self.decay)
+            ema_p.lerp_(p.detach(), 1.0 - decay)
         for ema_b, b in zip(self.module.buffers(), module.buffers()):
             ema_b.copy_(b)
 
@@ -290,7 +296,7 @@ def train(
             for batch in loader:
                 batch = {k: _to_device(v, device) for k, v in batch.items()}
                 losses = method.train_step(batch, optimizers, step, autocast)
-                ema.update(method.inference_module())
+                ema.update(method.inference_module(), step)
                 step += 1
                 images_since += per_rank_batch * world
                 if progress is not None:
