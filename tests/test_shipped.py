@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tinct.cli import main
@@ -13,20 +14,28 @@ from tinct.weights import DEFAULT_MODEL, list_models, sha256_file, weights_dir
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_default_model_is_shipped_with_a_valid_card():
-    cards = {c["name"]: c for c in list_models()}
-    assert DEFAULT_MODEL in cards
-    card = cards[DEFAULT_MODEL]
+SHIPPED = {c["name"]: c for c in list_models()}
+COLORIZERS = [name for name, card in SHIPPED.items() if card["method"] != "prior"]
+
+
+def test_default_model_is_shipped():
+    assert DEFAULT_MODEL in SHIPPED
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_has_a_valid_card(name):
+    card = SHIPPED[name]
     path = weights_dir() / card["file"]
     assert sha256_file(path) == card["sha256"]
     assert path.stat().st_size < 25_000_000
-    assert (weights_dir() / f"{DEFAULT_MODEL}.md").exists()
+    assert (weights_dir() / f"{name}.md").exists()
     assert card["training"]["steps"] > 0
 
 
-def test_cli_colorizes_bundled_examples(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["default", *sorted(COLORIZERS)])
+def test_cli_colorizes_bundled_examples(name, tmp_path, capsys):
     out = tmp_path / "colorized"
-    assert main(["colorize", str(EXAMPLES), "-o", str(out), "--no-progress"]) == 0
+    assert main(["colorize", str(EXAMPLES), "-o", str(out), "--model", name, "--no-progress"]) == 0
     assert "done 4, skipped 0, failed 0" in capsys.readouterr().out
     cf = []
     for src in sorted(EXAMPLES.glob("*.jpg")):
