@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from tinct.cli import main
+from tinct.methods import get_method
 from tinct.data import colorfulness
 from tinct.weights import DEFAULT_MODEL, list_models, sha256_file, weights_dir
 
@@ -15,7 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 SHIPPED = {c["name"]: c for c in list_models()}
-COLORIZERS = [name for name, card in SHIPPED.items() if card["method"] != "prior"]
+COLORIZERS = [name for name, card in SHIPPED.items() if get_method(card["method"]).is_colorizer]
 
 
 def test_default_model_is_shipped():

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from ..nets.biggan import (
-    NUM_CLASSES, ClassEmbedding, DBlock, GBlock, SelfAttention, orthogonal_init, sn_conv, sn_linear, truncated_normal,
+    NUM_CLASSES, ClassEmbedding, DBlock, GBlock, SelfAttention, orthogonal_init, sn_conv, sn_linear, spectral_normed,
+    truncated_normal,
 )
 from . import ColorizationMethod, image_grid, register
 
@@ -103,7 +103,7 @@ class ProjectionDiscriminator(nn.Module):
         self.attention_after = attention_block
         self.attention = SelfAttention(channels[attention_block + 1]) if attention_block is not None else None
         self.linear = sn_linear(channels[-1], 1)
-        self.embed = spectral_norm(nn.Embedding(NUM_CLASSES, channels[-1]), eps=1e-6)
+        self.embed = spectral_normed(nn.Embedding(NUM_CLASSES, channels[-1]))
         orthogonal_init(self)
 
     def features(self, rgb: torch.Tensor) -> list[torch.Tensor]:

@@ -94,8 +94,7 @@ class UNetGenerator(nn.Module):
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
         gray = (lightness / 100.0).expand(-1, 3, -1, -1)  # gray proxy for the RGB encoder
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
-            f2, f4, f8, f16, f32 = self.encoder.features(gray)
+        f2, f4, f8, f16, f32 = self.encoder.features(gray)  # no graph through a frozen encoder: nothing in it needs grad
         x = self.up16(f32, f16)  # [B, w16, H/16, W/16]
         x = self.up8(x, f8)
         x = self.up4(x, f4)

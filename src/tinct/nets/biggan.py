@@ -1,6 +1,7 @@
 """BigGAN building blocks (Brock et al.), shared by the ``prior``, ``bigcolor`` and ``gcp`` methods.
 
-- spectral-normalized convolutions and linear layers (:func:`sn_conv`, :func:`sn_linear`);
+- spectral-normalized layers (:func:`spectral_normed`, :func:`sn_conv`, :func:`sn_linear`),
+  orthogonally initialized before the norm is attached;
 - :class:`ConditionalBatchNorm`: batch norm whose gain and bias are linear in a condition vector;
 - :class:`GBlock` / :class:`DBlock`: the generator's up-sampling and the discriminator's
   down-sampling residual blocks;
@@ -17,22 +18,38 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 __all__ = [
-    "sn_conv", "sn_linear", "ConditionalBatchNorm", "GBlock", "DBlock", "SelfAttention", "ClassEmbedding",
+    "spectral_normed", "sn_conv", "sn_linear", "ConditionalBatchNorm", "GBlock", "DBlock", "SelfAttention", "ClassEmbedding",
     "orthogonal_init", "truncated_normal", "class_semantic_codes", "NUM_CLASSES",
 ]
 
 NUM_CLASSES = 1000
 
 
+def _orthogonal(layer: nn.Module) -> nn.Module:
+    """BigGAN's initialization of one layer: orthogonal weight, zero bias."""
+    nn.init.orthogonal_(layer.weight)
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def spectral_normed(layer: nn.Module) -> nn.Module:
+    """``layer`` orthogonally initialized, then spectral-normalized: the norm's power iteration
+    starts from the final weights (re-initializing afterwards would leave it a stale sigma, and
+    eval-mode sampling before training would overflow)."""
+    return spectral_norm(_orthogonal(layer), eps=1e-6)
+
+
 def sn_conv(c_in: int, c_out: int, kernel: int = 3, padding: int | None = None, stride: int = 1) -> nn.Module:
-    return spectral_norm(nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2 if padding is None else padding), eps=1e-6)
+    return spectral_normed(nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2 if padding is None else padding))
 
 
 def sn_linear(c_in: int, c_out: int, bias: bool = True) -> nn.Module:
-    return spectral_norm(nn.Linear(c_in, c_out, bias=bias), eps=1e-6)
+    return spectral_normed(nn.Linear(c_in, c_out, bias=bias))
 
 
 class ConditionalBatchNorm(nn.Module):
@@ -165,23 +182,11 @@ class ClassEmbedding(nn.Module):
 
 
 def orthogonal_init(module: nn.Module) -> None:
-    """BigGAN's initialization: orthogonal weights for every conv and linear layer, zero biases.
-
-    Spectral norm's power-iteration vectors are re-estimated for the new weights: they were
-    computed for the old ones, and an eval-mode forward (sampling before training) would
-    divide by a stale, far too small sigma and overflow.
-    """
+    """BigGAN's initialization for every conv, linear and embedding layer of ``module`` without
+    spectral norm (the spectral-normed ones were initialized by :func:`spectral_normed`)."""
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
-            weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
-            nn.init.orthogonal_(weight)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
-            if hasattr(m, "parametrizations"):
-                with torch.no_grad():
-                    for p in m.parametrizations.weight:
-                        if hasattr(p, "_power_method"):
-                            p._power_method(p._reshape_weight_to_matrix(weight), 15)
+        if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)) and not parametrize.is_parametrized(m):
+            _orthogonal(m)
 
 
 def truncated_normal(shape: tuple[int, ...], truncation: float = 0.0, sigma: float = 1.0,
