@@ -87,3 +87,19 @@ def test_fast_8bit_output_matches_exact_path():
     exact = (color.lab_to_rgb(lab.double()) * 255 + 0.5).floor()
     fast = color.lab_to_srgb8(lab).double()
     assert fast.dtype == torch.float64 and (fast - exact).abs().max() <= 1
+
+
+def test_differentiable_colorfulness_matches_the_evaluation_statistic():
+    from tinct.color import colorfulness
+    from tinct.data import colorfulness as colorfulness_8bit
+
+    rgb8 = torch.randint(0, 256, (3, 3, 24, 40), generator=torch.Generator().manual_seed(0))
+    rgb8[1, 2] = rgb8[1, 0]  # a less colorful image
+    rgb8[2] = rgb8[2, :1]  # a gray one
+    got = colorfulness(rgb8.double() / 255)
+    expected = [colorfulness_8bit(img.permute(1, 2, 0).numpy().astype("uint8")) for img in rgb8]
+    assert got.tolist() == pytest.approx(expected, abs=1e-2)
+    assert expected[2] == 0 and expected[1] < expected[0]
+    gray = (torch.full((1, 3, 8, 8), 0.5)).requires_grad_()
+    colorfulness(gray).sum().backward()
+    assert torch.isfinite(gray.grad).all()

@@ -182,3 +182,18 @@ def test_ema_decay_warms_up_then_reaches_its_setting():
         net.weight.add_(1.0)
     ema.update(net, step=100_000)  # the configured 0.999
     torch.testing.assert_close(ema.module.weight, late + 0.001 * (net.weight - late))
+
+
+def test_colorfulness_term_adds_to_the_generator_loss(shard):
+    import contextlib
+
+    from tinct.data import ColorizationDataset, DataConfig
+
+    torch.manual_seed(0)
+    method = build_method("unet_gan", {**TINY_UNET, "pretrain_steps": 5, "colorfulness_weight": 30.0}, pretrained=False)
+    ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
+    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
+    losses = method.train_step(batch, method.make_optimizers(), step=0, autocast=contextlib.nullcontext)
+    assert set(losses) == {"g", "l1", "colorfulness"} and "colorfulness" in method.loss_names
+    assert losses["colorfulness"] > 0
+    assert losses["g"] == pytest.approx(100 * losses["l1"] + 30.0 * losses["colorfulness"], rel=1e-4)

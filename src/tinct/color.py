@@ -36,6 +36,7 @@ __all__ = [
     "luminance",
     "gray_to_lightness",
     "lightness_to_gray",
+    "colorfulness",
 ]
 
 #: Weights of the luminance formula used everywhere a gray image is made from RGB.
@@ -192,3 +193,17 @@ def gray_to_lightness(gray: torch.Tensor) -> torch.Tensor:
 def lightness_to_gray(lightness: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`gray_to_lightness`: Lab L in [0, 100] -> neutral sRGB gray in [0, 1]."""
     return linear_to_srgb(_lab_f_inverse((lightness + 16) / 116)).clamp(0.0, 1.0)
+
+
+def colorfulness(rgb: torch.Tensor) -> torch.Tensor:
+    """Hasler-Suesstrunk colorfulness per image, differentiable: sRGB [B, 3, H, W] in [0, 1] -> [B].
+
+    The same statistic as the evaluation's (computed on the 0..255 scale), so a loss can aim at it.
+    """
+    rgb = rgb * 255.0
+    rg = (rgb[:, 0] - rgb[:, 1]).abs().flatten(1)
+    yb = (0.5 * (rgb[:, 0] + rgb[:, 1]) - rgb[:, 2]).abs().flatten(1)
+    # eps keeps the square roots differentiable on exactly gray images
+    spread = (rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False) + 1e-6).sqrt()
+    mean = (rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2 + 1e-6).sqrt()
+    return spread + 0.3 * mean

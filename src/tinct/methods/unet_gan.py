@@ -4,7 +4,11 @@ A U-Net generator on a pretrained encoder predicts ab from L; a PatchGAN discrim
 judges (L, ab) pairs; the generator minimizes ``lambda * L1 + BCE adversarial`` with
 lambda = 100. Adam lr 2e-4, betas (0.5, 0.999) for both networks.
 ``perceptual_weight`` > 0 adds a feature loss on the frozen ImageNet EfficientNet-Lite0
-(not in the paper, default 0): it pushes colors towards what makes objects recognizable. An optional first
+(not in the paper, default 0): it pushes colors towards what makes objects recognizable.
+``colorfulness_weight`` > 0 adds DDColor's colorfulness term (Kang et al. 2023, not in this paper,
+default 0) in a two-sided form: the gap between the output's and the ground truth's
+Hasler-Suesstrunk colorfulness, / 100. It counters the desaturation that L1 regression to
+the mean of several plausible colors causes, without choosing the hue. An optional first
 stage trains the generator with L1 only (``pretrain_steps``), and ``tinct train
 --init-from`` fine-tunes a trained model on new data (the paper's transfer learning).
 
@@ -21,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..color import AB_SCALE, gray_to_lightness, lab_to_rgb, rgb_to_lab
+from ..color import AB_SCALE, colorfulness, gray_to_lightness, lab_to_rgb, rgb_to_lab
 from ..nets.efficientnet import efficientnet_lite
 from ..nets.patchgan import PatchDiscriminator
 from ..nets.perceptual import PerceptualLoss
@@ -35,6 +39,7 @@ class UNetGANConfig:
     disc_layers: int = 3
     l1_weight: float = 100.0
     perceptual_weight: float = 0.0  # 0 = the paper's loss; see nets/perceptual.py
+    colorfulness_weight: float = 0.0  # 0 = the paper's loss
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     pretrain_steps: int = 0  # generator-only L1 steps before GAN training
@@ -118,6 +123,8 @@ class UNetGAN(ColorizationMethod):
         self._d = self.discriminator
         if config.perceptual_weight > 0:
             self.loss_names = self.loss_names + ("perceptual",)
+        if config.colorfulness_weight > 0:
+            self.loss_names = self.loss_names + ("colorfulness",)
 
     def predict_ab(self, lightness: torch.Tensor, **options: Any) -> torch.Tensor:
         h, w = lightness.shape[-2:]
@@ -164,12 +171,17 @@ class UNetGAN(ColorizationMethod):
         with autocast():
             l1 = F.l1_loss(fake_ab.float(), real_ab)
             loss_g = c.l1_weight * l1
-            if c.perceptual_weight > 0:
+            if c.perceptual_weight > 0 or c.colorfulness_weight > 0:
                 fake_rgb = lab_to_rgb(torch.cat([lightness, fake_ab.float() * AB_SCALE], 1))
+            if c.perceptual_weight > 0:
                 perceptual_net = self.frozen_network("perceptual", PerceptualLoss, lightness.device)
                 perceptual = perceptual_net(fake_rgb, batch["rgb"])
                 loss_g = loss_g + c.perceptual_weight * perceptual
                 losses["perceptual"] = perceptual.item()
+            if c.colorfulness_weight > 0:
+                gap = (colorfulness(fake_rgb) - colorfulness(batch["rgb"])).abs().mean() / 100.0
+                loss_g = loss_g + c.colorfulness_weight * gap
+                losses["colorfulness"] = gap.item()
             if gan_stage:
                 for p in self.discriminator.parameters():
                     p.requires_grad_(False)
