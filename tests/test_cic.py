@@ -12,7 +12,7 @@ from conftest import color_image
 from tinct.cli import main
 from tinct.methods import build_method
 from tinct.methods.cic import (
-    AB_GRID, CICNet, ab_bins, ab_prior, annealed_mean, nearest_bin, rebalancing_weights, soft_encode,
+    AB_GRID, CICNet, ab_bins, ab_prior, annealed_mean, nearest_bin, rebalancing_weights, soft_encode, srgb_gamut_bins,
 )
 
 TINY_CIC = {"width": 0.125, "image_size": 32, "batch_size": 4, "steps": 3, "prior_images": 10}
@@ -32,20 +32,29 @@ def _all_8bit_surface_colors() -> np.ndarray:
     return np.concatenate(faces)
 
 
-def test_bins_reproduced_with_scikit_image():
+def test_gamut_bins_reproduced_with_scikit_image():
     from skimage.color import rgb2lab
 
     rgb = _all_8bit_surface_colors()
     interior = np.stack(np.meshgrid(*[np.arange(0, 256, 8)] * 3, indexing="ij"), -1).reshape(-1, 3)
     lab = rgb2lab(np.concatenate([rgb, interior])[None].astype(np.float64) / 255.0)[0]
-    expected = {tuple(x) for x in (np.round(lab[:, 1:] / 10) * 10).astype(int)}
+    low = np.floor(lab[:, 1:] / 10).astype(int)
+    expected = {(10 * (a + da), 10 * (b + db)) for a, b in set(map(tuple, low)) for da in (0, 1) for db in (0, 1)}
+    got = {tuple(x) for x in srgb_gamut_bins().numpy().astype(int)}
+    assert got == expected
+    assert len(got) == 309
+
+
+def test_paper_bins_are_the_gamut_bins_plus_four_edge_bins():
     bins = ab_bins()
     got = {tuple(x) for x in bins.numpy().astype(int)}
-    assert got == expected
-    assert len(got) == bins.shape[0] == 261
-    assert (0, 0) in got
-    # the grid: every center is a multiple of 10 within [-110, 110]
+    assert len(got) == bins.shape[0] == 313
+    gamut = {tuple(x) for x in srgb_gamut_bins().numpy().astype(int)}
+    assert gamut <= got
+    assert got - gamut == {(40, 90), (100, -90), (100, -10), (100, 0)}
+    # the grid: every center is a multiple of 10, sorted by a then b
     assert torch.all(bins.remainder(AB_GRID) == 0) and bins.abs().max() <= 110
+    assert [tuple(x) for x in bins.tolist()] == sorted(tuple(x) for x in bins.tolist())
 
 
 def test_bins_cover_every_srgb_color():
@@ -159,7 +168,7 @@ def test_cli_prior_train_export_colorize_and_sweep(shard, tmp_path, capsys, tiny
     prior_file = tmp_path / "prior.json"
     assert main(["prior", "--data", str(shard), "-o", str(prior_file), "--images", "0", "--no-progress"]) == 0
     saved = json.loads(prior_file.read_text())
-    assert len(saved["prior"]) == 261 and saved["images"] == 12 and sum(saved["prior"]) == pytest.approx(1, abs=1e-5)
+    assert len(saved["prior"]) == 313 and saved["images"] == 12 and sum(saved["prior"]) == pytest.approx(1, abs=1e-5)
 
     run = tmp_path / "run"
     args = ["train", "cic", "--data", str(shard), "--out", str(run), "--workers", "0", "--no-progress",

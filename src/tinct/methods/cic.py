@@ -5,7 +5,8 @@ network predicts a distribution over the in-gamut bins for every pixel (at 1/4 o
 resolution), trained with a class-rebalanced multinomial cross-entropy against soft-encoded
 ground truth, and decoded by the annealed mean.
 
-- Bins: :func:`ab_bins`, derived here from the sRGB gamut (not loaded from a file).
+- Bins: :func:`ab_bins`, the paper's 313; :func:`srgb_gamut_bins` derives 309 of them from the
+  sRGB gamut in code (the other 4 are edge bins of Zhang et al.'s released set).
 - Soft-encoding: :func:`soft_encode` (5 nearest bins, Gaussian kernel sigma = 5).
 - Prior and rebalancing: :func:`ab_prior` (empirical, Gaussian-smoothed), :func:`rebalancing_weights`
   ``w ~ ((1 - lambda) p + lambda / Q)^-1`` normalized to ``E_p[w] = 1`` (lambda = 0.5;
@@ -36,7 +37,7 @@ from . import ColorizationMethod, register
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "AB_GRID", "ab_bins", "nearest_bin", "soft_encode", "ab_prior", "rebalancing_weights",
+    "AB_GRID", "ab_bins", "srgb_gamut_bins", "nearest_bin", "soft_encode", "ab_prior", "rebalancing_weights",
     "annealed_mean", "CICNet", "CIC", "CICConfig", "compute_prior",
 ]
 
@@ -44,36 +45,53 @@ __all__ = [
 AB_GRID = 10.0
 
 
+#: The paper's Q = 313 bins (Zhang et al.'s released set) as the b-range of each a-column:
+#: a -> (b_min, b_max); every multiple of 10 from b_min to b_max is a bin center.
+_PAPER_B_RANGES = {
+    -90: (50, 90), -80: (20, 90), -70: (0, 90), -60: (-20, 90), -50: (-30, 100),
+    -40: (-40, 100), -30: (-50, 100), -20: (-50, 100), -10: (-60, 100), 0: (-70, 100),
+    10: (-80, 90), 20: (-80, 90), 30: (-90, 90), 40: (-100, 90), 50: (-100, 80),
+    60: (-110, 80), 70: (-110, 80), 80: (-110, 70), 90: (-110, 70), 100: (-90, 0),
+}
+
+
+def ab_bins() -> torch.Tensor:
+    """The paper's Q = 313 in-gamut ab bins: centers [313, 2] (a, b) on the grid-10 lattice,
+    sorted by a then b.
+
+    309 of them are exactly :func:`srgb_gamut_bins` (derived from the sRGB gamut); Zhang et
+    al.'s released set adds 4 edge bins that no sRGB color's cell touches: (40, 90), (100, -90),
+    (100, -10), (100, 0). tinct uses the released set so that its 313-way output means what
+    the paper's does; ``tests/test_cic.py`` re-derives the 309 and checks the relation.
+    """
+    centers = [(a, b) for a, (lo, hi) in sorted(_PAPER_B_RANGES.items()) for b in range(lo, hi + 1, 10)]
+    return torch.tensor(centers, dtype=torch.float32)
+
+
 @lru_cache(maxsize=1)
-def _ab_bins_cached() -> torch.Tensor:
-    # Every 8-bit sRGB color: the cube's six faces at full 8-bit resolution (where the chroma
-    # extremes of each hue lie) plus its interior at a coarser step; all converted to Lab.
+def srgb_gamut_bins() -> torch.Tensor:
+    """Bins derived from the sRGB gamut: centers [309, 2], sorted by a then b.
+
+    A grid point is a bin when it is a corner of a grid-10 cell that holds the ab of an
+    8-bit sRGB color (at any lightness): every bin a soft-encoding or an interpolation of an
+    in-gamut color can lean on. The colors tried are the cube's six faces at full 8-bit
+    resolution (the chroma extremes of every hue lie there) and its interior at a step of 8;
+    enumerating all 16.7 M colors gives the same 309 bins.
+    """
     levels = torch.arange(256, dtype=torch.float64) / 255.0
-    u, v = torch.meshgrid(levels, levels, indexing="ij")
-    u, v = u.reshape(-1), v.reshape(-1)
-    faces = []
+    u, v = (x.reshape(-1) for x in torch.meshgrid(levels, levels, indexing="ij"))
+    colors = []
     for axis in range(3):
         for value in (0.0, 1.0):
             channels = [u, v]
             channels.insert(axis, torch.full_like(u, value))
-            faces.append(torch.stack(channels))
-    coarse = torch.arange(0, 256, 8, dtype=torch.float64) / 255.0
-    r, g, b = torch.meshgrid(coarse, coarse, coarse, indexing="ij")
-    faces.append(torch.stack([r.reshape(-1), g.reshape(-1), b.reshape(-1)]))
-    rgb = torch.cat(faces, dim=1)[:, :, None]  # [3, N, 1]
-    ab = rgb_to_lab(rgb)[1:, :, 0]  # [2, N]
-    cells = torch.round(ab / AB_GRID).long()
-    unique = torch.unique(cells.T, dim=0)  # sorted by a, then b
-    return unique.double() * AB_GRID
-
-
-def ab_bins() -> torch.Tensor:
-    """The in-gamut ab bins: centers [Q, 2] (a, b) on the grid-10 lattice, sorted by a then b.
-
-    A bin is in gamut when the ab of at least one 8-bit sRGB color (any lightness) rounds
-    to it. Derived from the color conversion, so it always agrees with :mod:`tinct.color`.
-    """
-    return _ab_bins_cached().float().clone()
+            colors.append(torch.stack(channels))
+    coarse = levels[::8]
+    colors.append(torch.stack([x.reshape(-1) for x in torch.meshgrid(coarse, coarse, coarse, indexing="ij")]))
+    ab = rgb_to_lab(torch.cat(colors, dim=1)[:, :, None])[1:, :, 0]  # [2, N]
+    low = torch.unique(torch.floor(ab / AB_GRID).long().T, dim=0)  # lower-left corner of each cell
+    corners = torch.cat([low + torch.tensor([da, db]) for da in (0, 1) for db in (0, 1)])
+    return torch.unique(corners, dim=0).float() * AB_GRID  # unique sorts by a, then b
 
 
 @lru_cache(maxsize=4)
