@@ -154,7 +154,7 @@ class Colorizer:
         upsample = guided_upsample(lightness_low.cpu() / 100.0, ab_low, (height, width))
 
         out = np.empty((height, width, 3), dtype=np.uint8)
-        gray_t = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))
+        gray_t = torch.from_numpy(np.require(gray, np.float32, ["C", "W"]))  # copies only read-only or non-contiguous input
         rows_per_chunk = max(_CHUNK_PIXELS // width, 1)
         for top in range(0, height, rows_per_chunk):
             bottom = min(top + rows_per_chunk, height)
