@@ -8,10 +8,7 @@ lambda = 100. Adam lr 2e-4, betas (0.5, 0.999) for both networks.
 ``colorfulness_weight`` > 0 adds DDColor's colorfulness term (Kang et al. 2023, not in this paper,
 default 0) in a two-sided form: the gap between the output's and the ground truth's
 Hasler-Suesstrunk colorfulness, / 100. It counters the desaturation that L1 regression to
-the mean of several plausible colors causes, without choosing the hue. ``semantic_weight`` > 0
-adds the divergence between Lite0's ImageNet class predictions on the output and on the
-ground truth (in the spirit of ChromaGAN's class-distribution loss; default 0): colors that
-keep objects recognizable. An optional first
+the mean of several plausible colors causes, without choosing the hue. An optional first
 stage trains the generator with L1 only (``pretrain_steps``), and ``tinct train
 --init-from`` fine-tunes a trained model on new data (the paper's transfer learning).
 
@@ -43,7 +40,6 @@ class UNetGANConfig:
     l1_weight: float = 100.0
     perceptual_weight: float = 0.0  # 0 = the paper's loss; see nets/perceptual.py
     colorfulness_weight: float = 0.0  # 0 = the paper's loss
-    semantic_weight: float = 0.0  # 0 = the paper's loss; KL of Lite0 class predictions, see nets/perceptual.py
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     pretrain_steps: int = 0  # generator-only L1 steps before GAN training
@@ -129,8 +125,6 @@ class UNetGAN(ColorizationMethod):
             self.loss_names = self.loss_names + ("perceptual",)
         if config.colorfulness_weight > 0:
             self.loss_names = self.loss_names + ("colorfulness",)
-        if config.semantic_weight > 0:
-            self.loss_names = self.loss_names + ("semantic",)
 
     def predict_ab(self, lightness: torch.Tensor, **options: Any) -> torch.Tensor:
         h, w = lightness.shape[-2:]
@@ -177,17 +171,13 @@ class UNetGAN(ColorizationMethod):
         with autocast():
             l1 = F.l1_loss(fake_ab.float(), real_ab)
             loss_g = c.l1_weight * l1
-            if c.perceptual_weight > 0 or c.colorfulness_weight > 0 or c.semantic_weight > 0:
+            if c.perceptual_weight > 0 or c.colorfulness_weight > 0:
                 fake_rgb = lab_to_rgb(torch.cat([lightness, fake_ab.float() * AB_SCALE], 1))
-            if c.perceptual_weight > 0 or c.semantic_weight > 0:
-                lite0 = self.frozen_network("perceptual", PerceptualLoss, lightness.device)
-                perceptual, semantic = lite0.compare(fake_rgb, batch["rgb"], classes=c.semantic_weight > 0)
-                if c.perceptual_weight > 0:
-                    loss_g = loss_g + c.perceptual_weight * perceptual
-                    losses["perceptual"] = perceptual.item()
-                if semantic is not None:
-                    loss_g = loss_g + c.semantic_weight * semantic
-                    losses["semantic"] = semantic.item()
+            if c.perceptual_weight > 0:
+                perceptual_net = self.frozen_network("perceptual", PerceptualLoss, lightness.device)
+                perceptual = perceptual_net(fake_rgb, batch["rgb"])
+                loss_g = loss_g + c.perceptual_weight * perceptual
+                losses["perceptual"] = perceptual.item()
             if c.colorfulness_weight > 0:
                 gap = (colorfulness(fake_rgb) - colorfulness(batch["rgb"])).abs().mean() / 100.0
                 loss_g = loss_g + c.colorfulness_weight * gap

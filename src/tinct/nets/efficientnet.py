@@ -114,11 +114,9 @@ class EfficientNetLite(nn.Module):
 
     def pooled_features(self, rgb: torch.Tensor) -> torch.Tensor:
         """Head features after conv, BN, ReLU6 and global average pooling: [B, 1280]."""
-        return self.pool_head(self.features(rgb)[-1])
-
-    def pool_head(self, stride32: torch.Tensor) -> torch.Tensor:
-        """The stride-32 feature map of :meth:`features` -> pooled head features [B, 1280]."""
-        return self.act(self._bn1(self._conv_head(stride32))).mean(dim=(2, 3))
+        h = self.features(rgb)[-1]
+        h = self.act(self._bn1(self._conv_head(h)))
+        return h.mean(dim=(2, 3))
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         """ImageNet logits [B, 1000] of sRGB input [B, 3, H, W] in [0, 1]."""
