@@ -68,7 +68,6 @@ def ab_bins() -> torch.Tensor:
     return torch.tensor(centers, dtype=torch.float32)
 
 
-@lru_cache(maxsize=1)
 def srgb_gamut_bins() -> torch.Tensor:
     """Bins derived from the sRGB gamut: centers [309, 2], sorted by a then b.
 
@@ -78,6 +77,11 @@ def srgb_gamut_bins() -> torch.Tensor:
     resolution (the chroma extremes of every hue lie there) and its interior at a step of 8;
     enumerating all 16.7 M colors gives the same 309 bins.
     """
+    return _srgb_gamut_bins_cached().clone()
+
+
+@lru_cache(maxsize=1)
+def _srgb_gamut_bins_cached() -> torch.Tensor:
     levels = torch.arange(256, dtype=torch.float64) / 255.0
     u, v = (x.reshape(-1) for x in torch.meshgrid(levels, levels, indexing="ij"))
     colors = []
