@@ -195,15 +195,16 @@ def lightness_to_gray(lightness: torch.Tensor) -> torch.Tensor:
     return linear_to_srgb(_lab_f_inverse((lightness + 16) / 116)).clamp(0.0, 1.0)
 
 
-def colorfulness(rgb: torch.Tensor) -> torch.Tensor:
-    """Hasler-Suesstrunk colorfulness per image, differentiable: sRGB [B, 3, H, W] in [0, 1] -> [B].
+def colorfulness(rgb: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Hasler-Suesstrunk colorfulness per image: sRGB [B, 3, H, W] in [0, 1] -> [B] (0..255 scale).
 
-    The same statistic as the evaluation's (computed on the 0..255 scale), so a loss can aim at it.
+    The one implementation: the evaluation and the data filter call it through
+    :func:`tinct.data.colorfulness` with ``eps`` = 0 (the exact statistic); losses keep the
+    default ``eps``, added under the square roots so they stay differentiable on gray images.
     """
     rgb = rgb * 255.0
     rg = (rgb[:, 0] - rgb[:, 1]).abs().flatten(1)
     yb = (0.5 * (rgb[:, 0] + rgb[:, 1]) - rgb[:, 2]).abs().flatten(1)
-    # eps keeps the square roots differentiable on exactly gray images
-    spread = (rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False) + 1e-6).sqrt()
-    mean = (rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2 + 1e-6).sqrt()
+    spread = (rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False) + eps).sqrt()
+    mean = (rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2 + eps).sqrt()
     return spread + 0.3 * mean

@@ -33,6 +33,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .color import LUMA_WEIGHTS
+from .color import colorfulness as torch_colorfulness
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,8 @@ class DataConfig:
 
 def colorfulness(rgb8: np.ndarray) -> float:
     """Hasler-Suesstrunk colorfulness of an 8-bit RGB array [H, W, 3] (values 0..255)."""
-    rgb = rgb8.astype(np.float64)
-    rg = np.abs(rgb[..., 0] - rgb[..., 1])
-    yb = np.abs(0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2])
-    return float(math.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * math.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
+    rgb = torch.from_numpy(np.asarray(rgb8, dtype=np.float64)).permute(2, 0, 1)[None] / 255.0
+    return float(torch_colorfulness(rgb, eps=0.0)[0])
 
 
 def cache_dir() -> Path:
