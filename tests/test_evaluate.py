@@ -165,3 +165,31 @@ def test_true_fid_only_with_user_weights(tmp_path, capsys, monkeypatch):
     torch.save({"fc.weight": torch.zeros(3)}, bad)
     assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--inception-weights", str(bad)]) == 2
     assert "not FID Inception-v3 weights" in capsys.readouterr().err
+
+
+def test_ground_truth_from_a_shard_with_labels_and_a_corrupt_member(tmp_path, shard):
+    import io
+    import tarfile
+
+    from tinct.evaluate import load_ground_truth
+
+    broken = tmp_path / "val-0001.tar"
+    with tarfile.open(broken, "w") as tar:
+        for name, data in (("ok.jpg", _jpeg_bytes(color_image(32, 32, seed=1))), ("ok.cls", b"7"), ("bad.jpg", b"not a jpeg")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    samples, skipped, errors = load_ground_truth([str(shard), str(broken)])
+    assert skipped == 3  # the shard fixture's 3 gray images
+    assert [s.label for s in samples[:12]] == [i % 5 for i in range(12)]
+    assert samples[-1].name == "ok" and samples[-1].label == 7 and samples[-1].gt.shape == (32, 32, 3)
+    assert len(errors) == 1 and str(broken) in errors[0] and "bad" in errors[0] and "cannot decode" in errors[0]
+    assert len(load_ground_truth(str(shard), limit=5)[0]) == 5
+
+
+def _jpeg_bytes(image: Image.Image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=95)
+    return buf.getvalue()

@@ -89,7 +89,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score models (or another tool's outputs) with the tinct protocol")
     p.add_argument("--model", action="append", default=[], help="model to colorize and score (repeatable)")
-    p.add_argument("--data", default=None, help="ground-truth color images (folder, files or glob)")
+    p.add_argument("--data", default=None, help="ground-truth color images: folders, files, .tar/.tar.gz shards or globs")
     p.add_argument("--pred", default=None, help="folder of another tool's outputs, matched to --gt by file stem")
     p.add_argument("--gt", default=None, help="ground-truth folder for --pred")
     p.add_argument("--size", type=int, default=None, help="working resolution for --model")

@@ -245,23 +245,42 @@ def gray_of(rgb: np.ndarray) -> np.ndarray:
 
 
 def load_ground_truth(sources: list[str] | str, limit: int | None = None) -> tuple[list[Sample], int, list[str]]:
-    """Color ground-truth images; returns (samples, skipped gray count, unreadable messages)."""
-    from .data import _label_from_name
+    """Color ground-truth images from folders, files, ``.tar``/``.tar.gz`` shards or globs
+    (labels from ``KEY.cls`` in shards, else from dev-set style names); returns
+    (samples, skipped gray count, unreadable messages)."""
+    from .data import _index_shard, _is_shard, _label_from_name, expand_sources
+
+    def images():
+        for path in expand_sources(sources):
+            if not _is_shard(path):
+                yield Path(path).stem, _label_from_name(path), lambda path=path: open_image(path)
+                continue
+            for rec in _index_shard(path):
+                yield rec.key, rec.label, lambda rec=rec: _decode_member(path, rec)
 
     samples, skipped, errors = [], 0, []
-    for path in list_images(sources):
+    for name, label, load in images():
         if limit is not None and len(samples) >= limit:
             break
         try:
-            rgb = np.asarray(open_image(path).convert("RGB"))
+            rgb = np.asarray(load().convert("RGB"))
         except ImageReadError as exc:
             errors.append(str(exc))
             continue
         if colorfulness(rgb) < GRAY_COLORFULNESS_LIMIT:
             skipped += 1
             continue
-        samples.append(Sample(path.stem, _label_from_name(str(path)), rgb))
+        samples.append(Sample(name, label, rgb))
     return samples, skipped, errors
+
+
+def _decode_member(shard: str, rec) -> Image.Image:
+    from .data import decode_rgb
+
+    try:
+        return decode_rgb(rec.read())
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"{shard} (member {rec.key})", f"cannot decode: {exc}") from exc
 
 
 def _topk(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
