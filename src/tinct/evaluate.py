@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from .color import rgb_to_lab
-from .data import cache_dir, colorfulness, list_images
+from .data import _index_shard, _is_shard, _label_from_name, cache_dir, colorfulness, decode_rgb, expand_sources, list_images
 from .io import ImageReadError, open_image, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -248,8 +248,6 @@ def load_ground_truth(sources: list[str] | str, limit: int | None = None) -> tup
     """Color ground-truth images from folders, files, ``.tar``/``.tar.gz`` shards or globs
     (labels from ``KEY.cls`` in shards, else from dev-set style names); returns
     (samples, skipped gray count, unreadable messages)."""
-    from .data import _index_shard, _is_shard, _label_from_name, expand_sources
-
     def images():
         for path in expand_sources(sources):
             if not _is_shard(path):
@@ -275,8 +273,6 @@ def load_ground_truth(sources: list[str] | str, limit: int | None = None) -> tup
 
 
 def _decode_member(shard: str, rec) -> Image.Image:
-    from .data import decode_rgb
-
     try:
         return decode_rgb(rec.read())
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
