@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
-__all__ = ["ColorizationDataset", "colorfulness", "expand_sources", "DataConfig"]
+__all__ = ["ColorizationDataset", "colorfulness", "expand_sources", "index_records", "Record", "DataConfig"]
 
 
 @dataclass
@@ -66,7 +66,7 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def _filter_cache_key(records: list["_Record"], threshold: float) -> str:
+def _filter_cache_key(records: list["Record"], threshold: float) -> str:
     h = hashlib.sha256(f"colorfulness-v1|{threshold}|{len(records)}".encode())
     for path in sorted({rec.path for rec in records}):
         st = os.stat(path)
@@ -102,7 +102,7 @@ def expand_sources(sources: list[str] | str) -> list[str]:
     return sorted(found)
 
 
-class _Record:
+class Record:
     """Where one sample's bytes live: a file, a member offset in a .tar, or bytes in memory."""
 
     __slots__ = ("key", "path", "offset", "size", "data", "label")
@@ -119,10 +119,14 @@ class _Record:
                 return f.read(self.size)
             return f.read()
 
+    @property
+    def in_shard(self) -> bool:
+        return self.data is not None or self.offset >= 0
 
-def _index_shard(path: str) -> list[_Record]:
+
+def _index_shard(path: str) -> list[Record]:
     compressed = not path.endswith(".tar")
-    images: dict[str, _Record] = {}
+    images: dict[str, Record] = {}
     labels: dict[str, int] = {}
     with tarfile.open(path, "r:*") as tar:
         for member in tar:
@@ -134,9 +138,9 @@ def _index_shard(path: str) -> list[_Record]:
                 labels[key] = int(tar.extractfile(member).read().decode().strip())
             elif ext in IMAGE_SUFFIXES:
                 if compressed:
-                    images[key] = _Record(key, path, data=tar.extractfile(member).read())
+                    images[key] = Record(key, path, data=tar.extractfile(member).read())
                 else:
-                    images[key] = _Record(key, path, offset=member.offset_data, size=member.size)
+                    images[key] = Record(key, path, offset=member.offset_data, size=member.size)
     for key, rec in images.items():
         rec.label = labels.get(key, -1)
     return [images[k] for k in sorted(images)]
@@ -146,6 +150,18 @@ def _label_from_name(path: str) -> int:
     """Class index from a name like ``123_nXXXXXXXX_name.jpg`` (the dev set layout), else -1."""
     head = os.path.basename(path).split("_", 1)[0]
     return int(head) if head.isdigit() and len(head) <= 4 and int(head) < 1000 else -1
+
+
+def index_records(sources: list[str] | str) -> list[Record]:
+    """Every image of folders, files, shards or globs, in order; a shard member's label comes
+    from its ``KEY.cls``, a file's from a dev-set style name (else -1)."""
+    records: list[Record] = []
+    for path in expand_sources(sources):
+        if _is_shard(path):
+            records.extend(_index_shard(path))
+        else:
+            records.append(Record(os.path.splitext(os.path.basename(path))[0], path, label=_label_from_name(path)))
+    return records
 
 
 def decode_rgb(data: bytes) -> Image.Image:
@@ -168,12 +184,7 @@ class ColorizationDataset(Dataset):
         self.train = train
         self.seed = seed
         self.epoch = 0
-        records: list[_Record] = []
-        for path in expand_sources(sources):
-            if _is_shard(path):
-                records.extend(_index_shard(path))
-            else:
-                records.append(_Record(os.path.splitext(os.path.basename(path))[0], path, label=_label_from_name(path)))
+        records = index_records(sources)
         if not records:
             raise ValueError(f"{sources}: no images found")
         self.dropped_gray = 0
@@ -186,7 +197,7 @@ class ColorizationDataset(Dataset):
             len(records), self.dropped_gray, self.config.min_colorfulness, self.unreadable,
         )
 
-    def _drop_gray(self, records: list[_Record]) -> list[_Record]:
+    def _drop_gray(self, records: list[Record]) -> list[Record]:
         """Drop records whose colorfulness is below the threshold; the verdicts are cached on
         disk, keyed by every source file's path, size and mtime, so a resumed run skips this."""
         key = _filter_cache_key(records, self.config.min_colorfulness)

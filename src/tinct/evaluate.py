@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from .color import rgb_to_lab
-from .data import _index_shard, _is_shard, _label_from_name, cache_dir, colorfulness, decode_rgb, expand_sources, list_images
+from .data import Record, cache_dir, colorfulness, decode_rgb, index_records, list_images
 from .io import ImageReadError, open_image, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -248,35 +248,27 @@ def load_ground_truth(sources: list[str] | str, limit: int | None = None) -> tup
     """Color ground-truth images from folders, files, ``.tar``/``.tar.gz`` shards or globs
     (labels from ``KEY.cls`` in shards, else from dev-set style names); returns
     (samples, skipped gray count, unreadable messages)."""
-    def images():
-        for path in expand_sources(sources):
-            if not _is_shard(path):
-                yield Path(path).stem, _label_from_name(path), lambda path=path: open_image(path)
-                continue
-            for rec in _index_shard(path):
-                yield rec.key, rec.label, lambda rec=rec: _decode_member(path, rec)
-
     samples, skipped, errors = [], 0, []
-    for name, label, load in images():
+    for rec in index_records(sources):
         if limit is not None and len(samples) >= limit:
             break
         try:
-            rgb = np.asarray(load().convert("RGB"))
+            rgb = np.asarray((_decode_member(rec) if rec.in_shard else open_image(rec.path)).convert("RGB"))
         except ImageReadError as exc:
             errors.append(str(exc))
             continue
         if colorfulness(rgb) < GRAY_COLORFULNESS_LIMIT:
             skipped += 1
             continue
-        samples.append(Sample(name, label, rgb))
+        samples.append(Sample(rec.key, rec.label, rgb))
     return samples, skipped, errors
 
 
-def _decode_member(shard: str, rec) -> Image.Image:
+def _decode_member(rec: Record) -> Image.Image:
     try:
         return decode_rgb(rec.read())
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"{shard} (member {rec.key})", f"cannot decode: {exc}") from exc
+        raise ImageReadError(f"{rec.path} (member {rec.key})", f"cannot decode: {exc}") from exc
 
 
 def _topk(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
