@@ -62,6 +62,24 @@ def test_classification_crop_geometry():
     assert crop.shape == (224, 224, 3)
 
 
+def test_recovery_interval_is_paired_seeded_and_brackets_the_estimate():
+    from tinct.evaluate import recovery_interval
+
+    rng = np.random.default_rng(1)
+    gt_ok = rng.random(400) < 0.85
+    gray_ok = gt_ok & (rng.random(400) < 0.8)  # gray loses some of what gt gets right
+    assert recovery_interval(gt_ok, gray_ok, gt_ok) == [1.0, 1.0]  # the same draw for every row
+    assert recovery_interval(gray_ok, gray_ok, gt_ok) == [0.0, 0.0]
+    out_ok = gray_ok | (gt_ok & (rng.random(400) < 0.3))  # recovers about 30% of the gap
+    point = (out_ok.mean() - gray_ok.mean()) / (gt_ok.mean() - gray_ok.mean())
+    low, high = recovery_interval(out_ok, gray_ok, gt_ok)
+    assert low < point < high and high - low < 0.3
+    assert recovery_interval(out_ok, gray_ok, gt_ok) == [low, high]
+    wide = recovery_interval(out_ok[:100], gray_ok[:100], gt_ok[:100])
+    assert wide[1] - wide[0] > high - low  # fewer images, wider interval
+    assert recovery_interval(gray_ok, gray_ok, gray_ok) is None  # gt never beats gray
+
+
 def test_pred_vs_gt_folders_recovery_bounds(tmp_path, capsys, monkeypatch):
     """Scoring the ground truth itself gives recovery 1; scoring the gray inputs gives 0."""
     import json
@@ -89,6 +107,7 @@ def test_pred_vs_gt_folders_recovery_bounds(tmp_path, capsys, monkeypatch):
         row = result["rows"][pred.name]
         if result["rows"]["gt"]["top1"] != result["rows"]["gray"]["top1"]:
             assert row["recovery"] == pytest.approx(expected, abs=1e-9)
+            assert row["recovery_ci95"] == [expected, expected]
         assert row["n"] == 12
     assert list((tmp_path / "cache").glob("reference-*.npz"))  # ground-truth features cached
 

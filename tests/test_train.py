@@ -13,8 +13,8 @@ import torch
 
 from conftest import TINY_UNET
 from tinct.cli import main
-from tinct.methods import build_method
-from tinct.train import load_checkpoint, resolve_config
+from tinct.methods import build_method, config_from_dict, get_method
+from tinct.train import _init_from, load_checkpoint, resolve_config
 
 
 def tiny_overrides(**extra):
@@ -104,6 +104,24 @@ def test_yaml_config_and_bad_override(tmp_path):
     assert values["l1_weight"] == 50 and values["batch_size"] == 16
     with pytest.raises(ValueError, match="no option"):
         resolve_config("unet_gan", None, ["not_an_option=1"])
+
+
+def test_overrides_take_the_option_type():
+    # YAML reads "1e-4" as a string; the optimizer must still get a float
+    cfg = config_from_dict(get_method("unet_gan").config_class, resolve_config("unet_gan", None, ["lr=1e-4", "steps=2e3", "perceptual_weight=20"]))
+    assert cfg.lr == pytest.approx(1e-4) and isinstance(cfg.lr, float)
+    assert cfg.steps == 2000 and isinstance(cfg.steps, int)
+    assert isinstance(cfg.perceptual_weight, float)
+    for bad, reason in [("lr=fast", "expected float"), ("steps=2.5", "expected an integer"), ("freeze_encoder=maybe", "true or false")]:
+        with pytest.raises(ValueError, match=reason):
+            config_from_dict(get_method("unet_gan").config_class, resolve_config("unet_gan", None, [bad]))
+
+
+def test_init_from_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
+    bogus = tmp_path / "weights.pt"
+    torch.save({"state": {}}, bogus)
+    with pytest.raises(ValueError, match="not a tinct training checkpoint"):
+        _init_from(build_method("unet_gan", TINY_UNET, pretrained=False), str(bogus))
 
 
 def _env():

@@ -385,8 +385,13 @@ def _init_from(method: ColorizationMethod, source: str) -> None:
         log.info("initialized %s from %s", method.inference_module_name, source)
         return
     ckpt = load_checkpoint(source)
+    if not isinstance(ckpt, dict) or "method" not in ckpt or "ema" not in ckpt:
+        raise ValueError(f"{source}: not a tinct training checkpoint (expected 'method' and 'ema' entries)")
     if ckpt["method"] != method.name:
         raise ValueError(f"{source}: checkpoint is for method {ckpt['method']!r}, not {method.name!r}")
-    method.load_state_dict(ckpt["model"])
+    if "model" in ckpt:
+        method.load_state_dict(ckpt["model"])
+    else:  # an inference-only checkpoint: the other networks (e.g. the discriminator) start fresh
+        log.warning("%s holds only the %s weights; the other networks start fresh", source, method.inference_module_name)
     method.inference_module().load_state_dict(ckpt["ema"])
-    log.info("initialized from %s (step %d)", source, ckpt["step"])
+    log.info("initialized from %s (step %s)", source, ckpt.get("step", "?"))

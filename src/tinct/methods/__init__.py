@@ -140,8 +140,31 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
         default = fields[key].default
         if isinstance(value, list) and (isinstance(default, tuple) or fields[key].default_factory is not dataclasses.MISSING):
             value = tuple(value)
-        clean[key] = value
+        clean[key] = _coerce_scalar(cls.__name__, key, value, default)
     return cls(**clean)
+
+
+def _coerce_scalar(owner: str, key: str, value: Any, default: Any) -> Any:
+    """Match a scalar option to its default's type. YAML reads ``1e-4`` (no dot) as a string
+    and ``3`` as an int, so ``--set lr=1e-4`` must become a float here, not inside the optimizer."""
+    if isinstance(default, bool) or default is None or isinstance(value, (list, tuple)):
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"{owner} option {key!r}: expected true or false, got {value!r}")
+        return value
+    kind = type(default) if isinstance(default, (int, float)) else None
+    if kind is None or (isinstance(value, kind) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{owner} option {key!r}: expected {kind.__name__}, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{owner} option {key!r}: expected {kind.__name__}, got {value!r}") from None
+    if kind is int:
+        if not number.is_integer():
+            raise ValueError(f"{owner} option {key!r}: expected an integer, got {value!r}")
+        return int(number)
+    return number
 
 
 def build_method(name: str, config: dict[str, Any] | None = None, pretrained: bool = True) -> ColorizationMethod:

@@ -180,7 +180,7 @@ def export_run(
 def models_markdown(cards: list[dict[str, Any]]) -> str:
     """Markdown table of shipped models with the dev-set metrics stored in their cards
     (which ``tinct export --metrics`` copies from ``tinct eval --json``)."""
-    head = "| model | method | parameters | training data | working size | PSNR | SSIM | colorfulness (gt) | top-1 (gray / gt) | recovery | FD-EffNet (gray) | AuC raw / rebalanced |"
+    head = "| model | method | parameters | training data | working size | PSNR | SSIM | colorfulness (gt) | top-1 (gray / gt) | recovery (95% CI) | FD-EffNet (gray) | AuC raw / rebalanced |"
     lines = [head]
     lines.append("|" + "---|" * (head.count("|") - 1))
     for card in cards:
@@ -196,7 +196,8 @@ def models_markdown(cards: list[dict[str, Any]]) -> str:
             str(card["working_size"]), _fmt(row.get("psnr")), _fmt(row.get("ssim")),
             f"{_fmt(row.get('colorfulness'))} ({_fmt(gt.get('colorfulness'))})",
             f"{_fmt(row.get('top1'))} ({_fmt(gray.get('top1'))} / {_fmt(gt.get('top1'))})",
-            _fmt(row.get("recovery")), f"{_fmt(row.get('fd_effnet'))} ({_fmt(gray.get('fd_effnet'))})",
+            _fmt(row.get("recovery")) + (f" ({_fmt(row['recovery_ci95'])})" if row.get("recovery_ci95") else ""),
+            f"{_fmt(row.get('fd_effnet'))} ({_fmt(gray.get('fd_effnet'))})",
             f"{_fmt(row.get('auc_raw'))} / {_fmt(row.get('auc_rebalanced'))}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -253,7 +254,7 @@ def render_card(card: dict[str, Any]) -> str:
         if "command" in metrics:
             lines += [f"    {metrics['command']}", ""]
         rows = metrics.get("rows", {})
-        keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "fd_effnet"]
+        keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "recovery_ci95", "fd_effnet"]
         lines += ["| row | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for row_name, row in rows.items():
             cells = [_fmt(row.get(k)) for k in keys]
@@ -268,4 +269,6 @@ def _fmt(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, list):  # an interval
+        return " to ".join(f"{v:.2f}" for v in value)
     return str(value)
