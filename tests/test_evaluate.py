@@ -7,6 +7,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from conftest import color_image
+from tinct.data import colorfulness
 from tinct.cli import main
 from tinct.evaluate import AucAccumulator, ab_auc, ab_prior, classification_crop, frechet_distance, psnr, ssim
 
@@ -102,9 +103,13 @@ def test_pred_vs_gt_folders_recovery_bounds(tmp_path, capsys, monkeypatch):
         g = gray_of(np.asarray(Image.open(f).convert("RGB")))
         Image.fromarray((g * 255 + 0.5).astype(np.uint8)).save(gray / f"{f.stem}.png")
     for pred, expected in ((gt, 1.0), (gray, 0.0)):
-        assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--json"]) == 0
+        assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--json", "--report", str(tmp_path / "r")]) == 0
         result = json.loads(capsys.readouterr().out)
         row = result["rows"][pred.name]
+        per_image = (tmp_path / "r" / "per_image.csv").read_text().splitlines()[1:]
+        for name in (pred.name, "gray", "gt"):  # the per-image table adds up to the summary row
+            correct = [line.split(",")[6] for line in per_image if line.split(",")[2] == name]
+            assert len(correct) == 12 and correct.count("1") == round(result["rows"][name]["top1"] * 12)
         if result["rows"]["gt"]["top1"] != result["rows"]["gray"]["top1"]:
             assert row["recovery"] == pytest.approx(expected, abs=1e-9)
             assert row["recovery_ci95"] == [expected, expected]
@@ -136,6 +141,17 @@ def test_report_files_and_readme_table(tmp_path, capsys, monkeypatch):
     saved = json.loads((report / "metrics.json").read_text())
     assert saved["rows"] == printed["rows"]
     assert "| mytool |" in (report / "report.md").read_text()
+    import csv
+
+    with open(report / "per_image.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 5 * 3 and {r["row"] for r in table} == {"gray", "mytool", "gt"}
+    mine = {r["image"]: r for r in table if r["row"] == "mytool"}
+    assert set(mine) == {f"img{i}" for i in range(5)}
+    for i in range(5):  # the per-image colorfulness is the prediction's own
+        assert float(mine[f"img{i}"]["colorfulness"]) == pytest.approx(colorfulness(np.asarray(color_image(64, 48, seed=i + 10))), rel=1e-4)
+    assert all(r["top1_correct"] == "" for r in table)  # these files carry no class label
+    assert json.loads(json.dumps(printed)) == printed and "per_image" not in printed
     sheet = Image.open(report / "contact_sheet.png")
     assert sheet.size == (4 + 3 * (160 + 4), 18 + 3 * (160 + 4) + 4)  # columns gray | mytool | gt; 3 images
     assert Image.open(report / "plot.png").size[0] > 100

@@ -20,7 +20,9 @@ The gray image itself is always scored as the ``gray`` baseline row.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -327,6 +329,26 @@ def recovery_interval(out_ok: np.ndarray, gray_ok: np.ndarray, gt_ok: np.ndarray
     return [float(low), float(high)]
 
 
+def _true_class_probability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Softmax probability [N] the judge gives each image's labelled class (NaN where unlabelled)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    picked = probs[np.arange(len(labels)), np.clip(labels, 0, None)]
+    return np.where(labels >= 0, picked, np.nan)
+
+
+def _per_image(scores: RowScores | None, logits: np.ndarray, labels: np.ndarray, gt_cf: list[float]) -> dict[str, list]:
+    """Per-image scores of one row (``scores`` None for the ground-truth row)."""
+    n = len(labels)
+    return {
+        "psnr": list(scores.psnr) if scores else [None] * n,
+        "ssim": list(scores.ssim) if scores else [1.0] * n,
+        "colorfulness": list(scores.cf) if scores else gt_cf,
+        "top1_correct": [bool(c) if label >= 0 else None for c, label in zip(logits.argmax(1) == labels, labels)],
+        "p_true_class": _true_class_probability(logits, labels).tolist(),
+    }
+
+
 def _row(scores: RowScores, logits: np.ndarray, feats: np.ndarray, ref: dict[str, np.ndarray], labels: np.ndarray, gt_cf: float, acc: dict[str, float]) -> dict[str, Any]:
     top1 = _topk(logits, labels, 1) if (labels >= 0).all() else None
     interval = None
@@ -368,14 +390,17 @@ def evaluate_models(
         inception: FID Inception features (user-supplied weights): adds a true ``fid`` to every row.
     Returns:
         ``{"n", "skipped", "rows": {"gray": {...}, name: {...}, "gt": {...}}, "seconds": {...}}``
-        and, with ``sheet_images``, ``"thumbnails": {row: {index: uint8 [S, S, 3]}}`` (not JSON).
+        ``"per_image"`` (psnr, ssim, colorfulness, top1_correct, p_true_class per image and row; written
+        by :func:`write_report` as ``per_image.csv``, left out of ``--json``) and, with
+        ``sheet_images``, ``"thumbnails": {row: {index: uint8 [S, S, 3]}}`` (not JSON).
     """
     if not samples:
         raise ValueError("no color ground-truth images to evaluate")
     judge = Judge(device)
     labels = np.array([s.label for s in samples])
     ref = _judge_reference(judge, samples, cache_dir)
-    gt_cf = float(np.mean([colorfulness(s.gt) for s in samples]))
+    gt_cfs = [colorfulness(s.gt) for s in samples]
+    gt_cf = float(np.mean(gt_cfs))
     acc = {}
     if (labels >= 0).all():
         acc = {"gt": _topk(ref["gt_logits"], labels, 1), "gray": _topk(ref["gray_logits"], labels, 1)}
@@ -390,6 +415,7 @@ def evaluate_models(
         g8 = np.repeat((gray_of(s.gt) * 255 + 0.5).astype(np.uint8)[..., None], 3, 2)
         gray_scores.add(g8, s.gt, keep_thumbnail=i in sheet)
     rows = {"gray": _row(gray_scores, ref["gray_logits"], ref["gray_feats"], ref, labels, gt_cf, acc)}
+    per_image = {"gray": _per_image(gray_scores, ref["gray_logits"], labels, gt_cfs)}
     timings: dict[str, float] = {}
     thumbs: dict[str, dict[int, np.ndarray]] = {"gray": gray_scores.thumbs}
     for name, fn in models.items():
@@ -404,6 +430,7 @@ def evaluate_models(
             scores.add(fn(s), s.gt, keep_thumbnail=i in sheet)
         logits, feats = judge(scores.crops)
         rows[name] = _row(scores, logits, feats, ref, labels, gt_cf, acc)
+        per_image[name] = _per_image(scores, logits, labels, gt_cfs)
         timings[name] = time.perf_counter() - t0
         thumbs[name] = scores.thumbs
     gt_row = {
@@ -413,10 +440,12 @@ def evaluate_models(
         **({"fid": 0.0} if inception is not None else {}),
     }
     rows["gt"] = gt_row
+    per_image["gt"] = _per_image(None, ref["gt_logits"], labels, gt_cfs)
     thumbs["gt"] = {i: thumbnail(samples[i].gt) for i in sorted(sheet)}
     for row in rows.values():
         row["skipped"] = skipped
-    result = {"n": len(samples), "skipped": skipped, "rows": rows, "seconds": timings}
+    result = {"n": len(samples), "skipped": skipped, "rows": rows, "seconds": timings,
+              "per_image": {"images": [s.name for s in samples], "labels": labels.tolist(), "rows": per_image}}
     if inception is not None:
         result["inception_weights_sha256"] = inception.sha256
     if sheet:
@@ -443,8 +472,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def json_ready(result: dict[str, Any]) -> dict[str, Any]:
-    """The result without the in-memory thumbnails."""
-    return {k: v for k, v in result.items() if k != "thumbnails"}
+    """The result without the in-memory thumbnails and the per-image table."""
+    return {k: v for k, v in result.items() if k not in ("thumbnails", "per_image")}
 
 
 def contact_sheet(result: dict[str, Any]) -> Image.Image:
@@ -488,11 +517,34 @@ def metrics_plot(result: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def per_image_csv(per_image: dict[str, Any]) -> str:
+    """One line per (image, row): which images a model gets right or wrong, and how vivid it is."""
+    keys = ["psnr", "ssim", "colorfulness", "top1_correct", "p_true_class"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["image", "label", "row", *keys])
+    for i, (name, label) in enumerate(zip(per_image["images"], per_image["labels"])):
+        for row, values in per_image["rows"].items():
+            writer.writerow([name, label, row, *(_csv_cell(values[k][i]) for k in keys)])
+    return buf.getvalue()
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return str(int(value))
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def write_report(result: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write ``report.md``, ``metrics.json``, ``contact_sheet.png`` and ``plot.png`` to out_dir."""
+    """Write ``report.md``, ``metrics.json``, ``per_image.csv``, ``contact_sheet.png`` and
+    ``plot.png`` to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "metrics.json", json.dumps(json_ready(result), indent=2) + "\n")
+    if "per_image" in result:
+        write_text_atomic(out / "per_image.csv", per_image_csv(result["per_image"]))
     metrics_plot(result, out / "plot.png")
     lines = ["# tinct eval report", ""]
     if result.get("command"):
