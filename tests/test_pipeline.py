@@ -187,3 +187,41 @@ def test_same_stem_inputs_get_distinct_outputs(colorizer, tmp_path):
     color_image().convert("L").save(tmp_path / "a" / "x.png")
     s = colorize_files(colorizer, [str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg"), str(tmp_path / "a" / "x.png")], tmp_path / "out", progress=False)
     assert s.done == 3 and len({p.name for p in s.outputs}) == 3
+
+
+def test_semantic_view_comes_from_the_full_resolution_image(tmp_path, monkeypatch):
+    """The pipeline hands a model with a semantic branch a square view of the whole input,
+    resized from full resolution (not from the working-resolution copy)."""
+    import dataclasses
+
+    from conftest import TINY_UNET
+    from tinct.methods import build_method
+    from tinct.pipeline import Colorizer
+    from tinct.train import save_checkpoint_atomic
+    from tinct.weights import export_run
+
+    torch.manual_seed(0)
+    method = build_method("unet_gan", {**TINY_UNET, "semantic_view": 64}, pretrained=False)
+    torch.nn.init.normal_(method.generator.fuse.weight, std=0.1)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint_atomic({"method": "unet_gan", "config": dataclasses.asdict(method.config), "step": 0, "model": method.state_dict(),
+                            "ema": method.generator.state_dict(), "data": [], "data_images": 0, "data_dropped_gray": 0}, run / "checkpoint.pt")
+    colorizer = Colorizer(str(export_run(run, "sem", dest=tmp_path / "w", working_size=32)), device="cpu")
+    seen = []
+    original = type(colorizer.method).semantic_features
+
+    def spy(self, gray):
+        seen.append(gray.clone())
+        return original(self, gray)
+
+    monkeypatch.setattr(type(colorizer.method), "semantic_features", spy)
+    gray = np.zeros((300, 200), np.float32)
+    gray[:, 100:] = 1.0
+    gray[:, 40:43] = 1.0  # a 3 px line: about 1 px wide in the 64 px view, under a pixel in the 32 px working copy
+    out = colorizer.colorize_gray(gray)
+    assert out.shape == (300, 200, 3) and len(seen) == 1
+    view = seen[0][0, 0]
+    assert view.shape == (64, 64)  # the whole image squeezed to the square view, not the 32 x 48 working copy
+    assert view[:, 34:].min() > 0.99 and view[:, :10].max() < 0.01 and view[:, 16:28].max() < 0.01
+    assert view[:, 12:15].max() > 0.6

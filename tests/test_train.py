@@ -215,3 +215,35 @@ def test_colorfulness_term_adds_to_the_generator_loss(shard):
     assert set(losses) == {"g", "l1", "colorfulness"} and "colorfulness" in method.loss_names
     assert losses["colorfulness"] > 0
     assert losses["g"] == pytest.approx(100 * losses["l1"] + 30.0 * losses["colorfulness"], rel=1e-4)
+
+
+def test_semantic_view_fine_tune_starts_from_the_trained_outputs_and_learns_the_fusion(shard, tmp_path):
+    """A model trained without the semantic branch loads into one with it (the new fusion layer
+    starts at zero, so the outputs are unchanged), and a training step then updates the fusion."""
+    import contextlib
+
+    from tinct.data import ColorizationDataset, DataConfig
+    from tinct.train import _load_allowing_new_layers
+
+    torch.manual_seed(0)
+    plain = build_method("unet_gan", TINY_UNET, pretrained=False).eval()
+    semantic = build_method("unet_gan", {**TINY_UNET, "semantic_view": 64}, pretrained=False).eval()
+    _load_allowing_new_layers(semantic.generator, plain.generator.state_dict(), "plain")
+    lightness = torch.rand(2, 1, 32, 32) * 100
+    with torch.no_grad():
+        torch.testing.assert_close(semantic.predict_ab(lightness), plain.predict_ab(lightness))
+    with pytest.raises(ValueError, match="weights this model does not have"):
+        _load_allowing_new_layers(plain.generator, semantic.generator.state_dict(), "semantic")
+    with pytest.raises(ValueError, match="semantic"):
+        semantic.generator(lightness)  # the fused generator needs the global features
+
+    semantic.train()
+    ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
+    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
+    frozen = semantic.frozen_network("semantic", None, torch.device("cpu"))
+    before = [p.clone() for p in frozen.parameters()]
+    for step in range(2):
+        semantic.train_step(batch, semantic.make_optimizers(), step=step, autocast=contextlib.nullcontext)
+    assert semantic.generator.fuse.weight.abs().sum() > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, frozen.parameters()))  # the recognizer stays ImageNet's
+    assert "semantic" not in " ".join(semantic.state_dict())  # and is not saved with the model

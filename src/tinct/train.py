@@ -375,13 +375,25 @@ def _swapped_inference_module(method: ColorizationMethod, module: torch.nn.Modul
         setattr(method, name, original)
 
 
+def _load_allowing_new_layers(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load trained weights into a module that may add layers (e.g. ``semantic_view`` on a
+    model trained without it): those keep their initialization; weights the module does not
+    have are an error."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if unexpected:
+        raise ValueError(f"{source}: weights this model does not have: {', '.join(unexpected[:5])}"
+                         f"{' ...' if len(unexpected) > 5 else ''} (a different method or config?)")
+    if missing:
+        log.warning("%s has no weights for %s; they start from their initialization", source, ", ".join(missing[:8]))
+
+
 def _init_from(method: ColorizationMethod, source: str) -> None:
     """Start from trained weights (a checkpoint, run dir or exported .safetensors) to fine-tune."""
     if str(source).endswith(".safetensors") or not Path(source).exists():
         from .weights import load_inference_state
 
         state, _meta = load_inference_state(source)
-        method.inference_module().load_state_dict(state)
+        _load_allowing_new_layers(method.inference_module(), state, source)
         log.info("initialized %s from %s", method.inference_module_name, source)
         return
     ckpt = load_checkpoint(source)
@@ -390,8 +402,8 @@ def _init_from(method: ColorizationMethod, source: str) -> None:
     if ckpt["method"] != method.name:
         raise ValueError(f"{source}: checkpoint is for method {ckpt['method']!r}, not {method.name!r}")
     if "model" in ckpt:
-        method.load_state_dict(ckpt["model"])
+        _load_allowing_new_layers(method, ckpt["model"], source)
     else:  # an inference-only checkpoint: the other networks (e.g. the discriminator) start fresh
         log.warning("%s holds only the %s weights; the other networks start fresh", source, method.inference_module_name)
-    method.inference_module().load_state_dict(ckpt["ema"])
+    _load_allowing_new_layers(method.inference_module(), ckpt["ema"], source)
     log.info("initialized from %s (step %s)", source, ckpt.get("step", "?"))

