@@ -150,7 +150,7 @@ class Colorizer:
         work = np.asarray(gray_img.resize((work_w, work_h), Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
         gray_low = torch.from_numpy(np.clip(work, 0, 1))[None, None].to(self.device)
         lightness_low = gray_to_lightness(gray_low).contiguous(memory_format=torch.channels_last)
-        view = getattr(self.method, "semantic_view", 0)
+        view = self.method.semantic_view
         if view:  # a whole-image view for the method's recognition branch, from the full resolution
             square = np.asarray(gray_img.resize((view, view), Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
             options = {**options, "semantic_gray": torch.from_numpy(np.clip(square, 0, 1))[None, None].to(self.device)}

@@ -38,6 +38,9 @@ class ColorizationMethod(nn.Module):
     loss_names: tuple[str, ...] = ()
     #: False for generative priors, which cannot colorize (``tinct colorize``/``eval`` refuse them)
     is_colorizer: bool = True
+    #: N > 0: the pipeline passes ``predict_ab`` a ``semantic_gray`` [1, 1, N, N] view of the whole
+    #: full-resolution input (in [0, 1]) for the method's recognition branch
+    semantic_view: int = 0
 
     def __init__(self, config: Any):
         super().__init__()

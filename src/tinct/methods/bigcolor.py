@@ -177,14 +177,19 @@ class BigColor(ColorizationMethod):
         """Class probabilities [B, 1000] of gray [B, 1, H, W] or color [B, 3, H, W] images in [0, 1]."""
         return self.frozen_network("classifier", ImageClassifier, gray_or_rgb.device)(gray_or_rgb)
 
+    #: the pipeline passes a 224 x 224 view of the whole full-resolution input as ``semantic_gray``:
+    #: the classifier recognizes far more from it than from the working-resolution copy
+    semantic_view: int = 224
+
     def predict_ab(self, lightness: torch.Tensor, class_index: int | None = None, reference_rgb: torch.Tensor | None = None,
                    top_rank: int = 0, sigma: float | None = None, seed: int = 0, z: torch.Tensor | None = None,
-                   **options: Any) -> torch.Tensor:
+                   semantic_gray: torch.Tensor | None = None, **options: Any) -> torch.Tensor:
         """ab [B, 2, H, W] for L [B, 1, H, W] in [0, 100].
 
         The class is ``class_index`` if given, else the top class of ``reference_rgb`` (a color
         image [1, 3, h, w] in [0, 1]) if given, else the ``top_rank``-th most probable class of
-        the gray input (0 = top-1). ``z`` [B, 68], else ``sigma * N(0, I)`` seeded by ``seed``
+        the gray input (0 = top-1), classified from ``semantic_gray`` [B, 1, h, w] in [0, 1] (a
+        view of the whole full-resolution input) when given, else from the working-resolution L. ``z`` [B, 68], else ``sigma * N(0, I)`` seeded by ``seed``
         (``sigma`` defaults to the config's 0.8).
         """
         b, _, h, w = lightness.shape
@@ -195,7 +200,8 @@ class BigColor(ColorizationMethod):
         elif reference_rgb is not None:
             classes = self.classify(reference_rgb.to(device)).argmax(dim=1).expand(b)
         else:
-            classes = self.classify(gray).topk(top_rank + 1, dim=1).indices[:, top_rank]
+            seen = semantic_gray if semantic_gray is not None else gray
+            classes = self.classify(seen).topk(top_rank + 1, dim=1).indices[:, top_rank]
         if z is None:
             s = self.config.sigma if sigma is None else float(sigma)
             z = s * truncated_normal((b, self.net.z_dim), generator=torch.Generator().manual_seed(int(seed)))
