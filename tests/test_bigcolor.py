@@ -132,6 +132,17 @@ def test_bigcolor_class_override_and_z_change_the_output():
     assert not torch.allclose(a, c, atol=1e-4)
 
 
+def test_bigcolor_classifies_the_full_resolution_view_when_given(monkeypatch):
+    method = build_method("bigcolor", TINY, pretrained=False).eval()
+    seen = []
+    monkeypatch.setattr(type(method), "classify", lambda self, x: seen.append(tuple(x.shape)) or torch.eye(1000)[[7]].expand(x.shape[0], -1))
+    lightness = torch.rand(1, 1, 40, 56) * 100
+    with torch.no_grad():
+        method.predict_ab(lightness)
+        method.predict_ab(lightness, semantic_gray=torch.rand(1, 1, 224, 224))
+    assert seen == [(1, 1, 40, 56), (1, 1, 224, 224)] and method.semantic_view == 224
+
+
 def test_bigcolor_variants():
     method = build_method("bigcolor", TINY, pretrained=False)
     variants = method.inference_variants({"samples": 3, "top_k": 2, "sigma": 3.0})
