@@ -150,12 +150,14 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
 def _coerce_scalar(owner: str, key: str, value: Any, default: Any) -> Any:
     """Match a scalar option to its default's type. YAML reads ``1e-4`` (no dot) as a string
     and ``3`` as an int, so ``--set lr=1e-4`` must become a float here, not inside the optimizer."""
-    if isinstance(default, bool) or default is None or isinstance(value, (list, tuple)):
-        if isinstance(default, bool) and not isinstance(value, bool):
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
             raise ValueError(f"{owner} option {key!r}: expected true or false, got {value!r}")
         return value
-    kind = type(default) if isinstance(default, (int, float)) else None
-    if kind is None or (isinstance(value, kind) and not isinstance(value, bool)):
+    if not isinstance(default, (int, float)) or isinstance(value, (list, tuple)):
+        return value  # strings, paths, tuples: as given
+    kind = type(default)
+    if isinstance(value, kind) and not isinstance(value, bool):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"{owner} option {key!r}: expected {kind.__name__}, got {value!r}")

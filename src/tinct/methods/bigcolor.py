@@ -189,8 +189,9 @@ class BigColor(ColorizationMethod):
         The class is ``class_index`` if given, else the top class of ``reference_rgb`` (a color
         image [1, 3, h, w] in [0, 1]) if given, else the ``top_rank``-th most probable class of
         the gray input (0 = top-1), classified from ``semantic_gray`` [B, 1, h, w] in [0, 1] (a
-        view of the whole full-resolution input) when given, else from the working-resolution L. ``z`` [B, 68], else ``sigma * N(0, I)`` seeded by ``seed``
-        (``sigma`` defaults to the config's 0.8).
+        view of the whole full-resolution input) when given, else from the working-resolution L.
+        ``z`` [B, 68], else ``sigma * N(0, I)`` seeded by ``seed`` (``sigma`` defaults to the
+        config's 0.8).
         """
         b, _, h, w = lightness.shape
         gray = lightness_to_gray(lightness)
