@@ -240,7 +240,7 @@ def test_semantic_view_fine_tune_starts_from_the_trained_outputs_and_learns_the_
     semantic.train()
     ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
     batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
-    frozen = semantic.frozen_network("semantic", None, torch.device("cpu"))
+    frozen = semantic.frozen_network("classifier", None, torch.device("cpu"))
     before = [p.clone() for p in frozen.parameters()]
     for step in range(2):
         semantic.train_step(batch, semantic.make_optimizers(), step=step, autocast=contextlib.nullcontext)

@@ -39,6 +39,7 @@ from PIL import Image
 from .color import rgb_to_lab
 from .data import Record, cache_dir, colorfulness, decode_rgb, index_records, list_images
 from .io import ImageReadError, open_image, write_text_atomic
+from .weights import format_value
 
 log = logging.getLogger(__name__)
 
@@ -337,23 +338,31 @@ def _true_class_probability(logits: np.ndarray, labels: np.ndarray) -> np.ndarra
     return np.where(labels >= 0, picked, np.nan)
 
 
-def _per_image(scores: RowScores | None, logits: np.ndarray, labels: np.ndarray, gt_cf: list[float]) -> dict[str, list]:
+def _top1_correct(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """bool [N]: the judge's top class is the label."""
+    return logits.argmax(1) == labels
+
+
+def _per_image(scores: RowScores | None, logits: np.ndarray, correct: np.ndarray, labels: np.ndarray, gt_cf: list[float]) -> dict[str, list]:
     """Per-image scores of one row (``scores`` None for the ground-truth row)."""
     n = len(labels)
     return {
         "psnr": list(scores.psnr) if scores else [None] * n,
         "ssim": list(scores.ssim) if scores else [1.0] * n,
         "colorfulness": list(scores.cf) if scores else gt_cf,
-        "top1_correct": [bool(c) if label >= 0 else None for c, label in zip(logits.argmax(1) == labels, labels)],
+        "top1_correct": [bool(c) if label >= 0 else None for c, label in zip(correct, labels)],
         "p_true_class": _true_class_probability(logits, labels).tolist(),
     }
 
 
-def _row(scores: RowScores, logits: np.ndarray, feats: np.ndarray, ref: dict[str, np.ndarray], labels: np.ndarray, gt_cf: float, acc: dict[str, float]) -> dict[str, Any]:
-    top1 = _topk(logits, labels, 1) if (labels >= 0).all() else None
+def _row(scores: RowScores, logits: np.ndarray, feats: np.ndarray, correct: np.ndarray, ref: dict[str, np.ndarray], labels: np.ndarray,
+         gt_cf: float, acc: dict[str, float]) -> dict[str, Any]:
+    """Summary of one row; ``correct`` [N] is its per-image top-1 hit, ``ref`` also holds the gray
+    and gt hits (``gray_correct``, ``gt_correct``)."""
+    top1 = float(correct.mean()) if (labels >= 0).all() else None
     interval = None
     if top1 is not None and acc and acc["gt"] > acc["gray"]:
-        interval = recovery_interval(logits.argmax(1) == labels, ref["gray_logits"].argmax(1) == labels, ref["gt_logits"].argmax(1) == labels)
+        interval = recovery_interval(correct, ref["gray_correct"], ref["gt_correct"])
     top5 = _topk(logits, labels, 5) if (labels >= 0).all() else None
     denom = acc["gt"] - acc["gray"] if acc else 0
     finite = [p for p in scores.psnr if np.isfinite(p)]
@@ -401,9 +410,10 @@ def evaluate_models(
     ref = _judge_reference(judge, samples, cache_dir)
     gt_cfs = [colorfulness(s.gt) for s in samples]
     gt_cf = float(np.mean(gt_cfs))
+    ref = {**ref, "gray_correct": _top1_correct(ref["gray_logits"], labels), "gt_correct": _top1_correct(ref["gt_logits"], labels)}
     acc = {}
     if (labels >= 0).all():
-        acc = {"gt": _topk(ref["gt_logits"], labels, 1), "gray": _topk(ref["gray_logits"], labels, 1)}
+        acc = {"gt": float(ref["gt_correct"].mean()), "gray": float(ref["gray_correct"].mean())}
 
     prior = ab_prior([s.gt for s in samples])
     inverse_prior = np.where(prior > 0, 1.0 / np.maximum(prior, 1e-12), 0.0)
@@ -414,8 +424,8 @@ def evaluate_models(
     for i, s in enumerate(samples):
         g8 = np.repeat((gray_of(s.gt) * 255 + 0.5).astype(np.uint8)[..., None], 3, 2)
         gray_scores.add(g8, s.gt, keep_thumbnail=i in sheet)
-    rows = {"gray": _row(gray_scores, ref["gray_logits"], ref["gray_feats"], ref, labels, gt_cf, acc)}
-    per_image = {"gray": _per_image(gray_scores, ref["gray_logits"], labels, gt_cfs)}
+    rows = {"gray": _row(gray_scores, ref["gray_logits"], ref["gray_feats"], ref["gray_correct"], ref, labels, gt_cf, acc)}
+    per_image = {"gray": _per_image(gray_scores, ref["gray_logits"], ref["gray_correct"], labels, gt_cfs)}
     timings: dict[str, float] = {}
     thumbs: dict[str, dict[int, np.ndarray]] = {"gray": gray_scores.thumbs}
     for name, fn in models.items():
@@ -429,8 +439,9 @@ def evaluate_models(
         for i, s in enumerate(iterator):
             scores.add(fn(s), s.gt, keep_thumbnail=i in sheet)
         logits, feats = judge(scores.crops)
-        rows[name] = _row(scores, logits, feats, ref, labels, gt_cf, acc)
-        per_image[name] = _per_image(scores, logits, labels, gt_cfs)
+        correct = _top1_correct(logits, labels)
+        rows[name] = _row(scores, logits, feats, correct, ref, labels, gt_cf, acc)
+        per_image[name] = _per_image(scores, logits, correct, labels, gt_cfs)
         timings[name] = time.perf_counter() - t0
         thumbs[name] = scores.thumbs
     gt_row = {
@@ -440,7 +451,7 @@ def evaluate_models(
         **({"fid": 0.0} if inception is not None else {}),
     }
     rows["gt"] = gt_row
-    per_image["gt"] = _per_image(None, ref["gt_logits"], labels, gt_cfs)
+    per_image["gt"] = _per_image(None, ref["gt_logits"], ref["gt_correct"], labels, gt_cfs)
     thumbs["gt"] = {i: thumbnail(samples[i].gt) for i in sorted(sheet)}
     for row in rows.values():
         row["skipped"] = skipped
@@ -460,13 +471,7 @@ def format_table(result: dict[str, Any]) -> str:
         keys.append("fid")
     lines = ["| row | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, row in result["rows"].items():
-        cells = []
-        for k in keys:
-            v = row.get(k)
-            if isinstance(v, list):
-                cells.append(" to ".join(f"{x:.3g}" for x in v))
-            else:
-                cells.append("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v))
+        cells = [format_value(row.get(k)) for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

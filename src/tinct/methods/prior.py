@@ -27,6 +27,7 @@ from ..nets.biggan import (
     NUM_CLASSES, ClassEmbedding, DBlock, GBlock, SelfAttention, orthogonal_init, sn_conv, sn_linear, spectral_normed,
     truncated_normal,
 )
+from ..nets.efficientnet import ImageClassifier
 from . import ColorizationMethod, image_grid, register
 
 __all__ = ["PriorConfig", "BigGANGenerator", "ProjectionDiscriminator", "Prior", "channel_plan", "ImageClassifier"]
@@ -119,35 +120,6 @@ class ProjectionDiscriminator(nn.Module):
     def forward(self, rgb: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.features(rgb)[-1]).sum(dim=(2, 3))  # [B, C]
         return self.linear(h).squeeze(1) + (self.embed(classes) * h).sum(dim=1)
-
-
-class ImageClassifier(nn.Module):
-    """EfficientNet-Lite0 (ImageNet) as the off-the-shelf classifier of the papers, frozen.
-
-    ``forward(rgb)``: sRGB [B, 3, H, W] in [0, 1] (gray inputs repeated to 3 channels) ->
-    class probabilities [B, 1000]; the image is resized to 224 on its short side and
-    center-cropped.
-    """
-
-    def __init__(self, pretrained: bool = True):
-        super().__init__()
-        from ..nets.efficientnet import efficientnet_lite
-
-        self.net = efficientnet_lite("lite0", pretrained=pretrained).eval().requires_grad_(False)
-
-    def train(self, mode: bool = True) -> "ImageClassifier":
-        return super().train(False)
-
-    @torch.no_grad()
-    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
-        if rgb.shape[1] == 1:
-            rgb = rgb.expand(-1, 3, -1, -1)
-        h, w = rgb.shape[-2:]
-        scale = 224 / min(h, w)
-        size = (max(224, round(h * scale)), max(224, round(w * scale)))
-        x = F.interpolate(rgb.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
-        top, left = (size[0] - 224) // 2, (size[1] - 224) // 2
-        return torch.softmax(self.net(x[..., top:top + 224, left:left + 224]), dim=1)
 
 
 def labels_or_predicted(method: ColorizationMethod, labels: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..color import AB_SCALE, colorfulness, gray_to_lightness, lab_to_rgb, lightness_to_gray, rgb_to_lab
-from ..nets.efficientnet import efficientnet_lite
+from ..nets.efficientnet import ImageClassifier, efficientnet_lite
 from ..nets.patchgan import PatchDiscriminator
 from ..nets.perceptual import PerceptualLoss
 from . import ColorizationMethod, register
@@ -59,28 +59,6 @@ class UNetGANConfig:
     ema_decay: float = 0.999
     min_colorfulness: float = 8.0
     semantic_view: int = 0  # 0 = off (the paper); N = global features of a frozen Lite0 on an N x N view
-
-
-class SemanticFeatures(nn.Module):
-    """Frozen ImageNet EfficientNet-Lite0: gray [B, 1, h, w] in [0, 1] -> pooled features [B, 1280]
-    of the image resized to ``size`` x ``size``."""
-
-    def __init__(self, size: int):
-        super().__init__()
-        self.size = size
-        self.net = efficientnet_lite("lite0", pretrained=True)
-        del self.net._fc
-        self.net.requires_grad_(False).eval()
-
-    def train(self, mode: bool = True) -> "SemanticFeatures":
-        return super().train(False)
-
-    @torch.no_grad()
-    def forward(self, gray: torch.Tensor) -> torch.Tensor:
-        if gray.shape[-2:] != (self.size, self.size):
-            shrink = min(gray.shape[-2:]) > self.size
-            gray = F.interpolate(gray.float(), size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=shrink)
-        return self.net.pooled_features(gray.expand(-1, 3, -1, -1))
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
@@ -178,8 +156,8 @@ class UNetGAN(ColorizationMethod):
         """gray [B, 1, h, w] in [0, 1] (any size; resized to the view) -> [B, 1280], or None when off."""
         if not self.config.semantic_view:
             return None
-        net = self.frozen_network("semantic", lambda: SemanticFeatures(self.config.semantic_view), gray.device)
-        return net(gray)
+        net = self.frozen_network("classifier", ImageClassifier, gray.device)
+        return net.pooled_features(gray, self.config.semantic_view)
 
     def predict_ab(self, lightness: torch.Tensor, semantic_gray: torch.Tensor | None = None, **options: Any) -> torch.Tensor:
         """ab [B, 2, H, W] for L [B, 1, H, W] in [0, 100]; ``semantic_gray`` [B, 1, h, w] in [0, 1]
@@ -187,7 +165,9 @@ class UNetGAN(ColorizationMethod):
         h, w = lightness.shape[-2:]
         ph, pw = (-h) % 32, (-w) % 32
         padded = F.pad(lightness, (0, pw, 0, ph), mode="replicate") if ph or pw else lightness
-        semantic = self.semantic_features(semantic_gray if semantic_gray is not None else lightness_to_gray(lightness))
+        semantic = None
+        if self.config.semantic_view:
+            semantic = self.semantic_features(semantic_gray if semantic_gray is not None else lightness_to_gray(lightness))
         ab = self.generator(padded, semantic)[..., :h, :w]
         return ab * AB_SCALE
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["EfficientNetLite", "LITE_CONFIGS", "efficientnet_lite", "imagenet_class_names", "resolve_class"]
@@ -145,6 +146,41 @@ def efficientnet_lite(variant: str = "lite0", pretrained: bool = True) -> Effici
 
 
 @lru_cache(maxsize=1)
+class ImageClassifier(nn.Module):
+    """EfficientNet-Lite0 (ImageNet) as the off-the-shelf classifier of the papers, frozen.
+
+    ``forward(rgb)``: sRGB [B, 3, H, W] in [0, 1] (gray inputs repeated to 3 channels) ->
+    class probabilities [B, 1000]; the image is resized to 224 on its short side and
+    center-cropped. ``pooled_features(rgb, size)``: the whole image resized to size x size ->
+    pooled head features [B, 1280] (``unet_gan``'s semantic view).
+    """
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        self.net = efficientnet_lite("lite0", pretrained=pretrained).eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ImageClassifier":
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        if rgb.shape[1] == 1:
+            rgb = rgb.expand(-1, 3, -1, -1)
+        h, w = rgb.shape[-2:]
+        scale = 224 / min(h, w)
+        size = (max(224, round(h * scale)), max(224, round(w * scale)))
+        x = F.interpolate(rgb.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+        top, left = (size[0] - 224) // 2, (size[1] - 224) // 2
+        return torch.softmax(self.net(x[..., top:top + 224, left:left + 224]), dim=1)
+
+    @torch.no_grad()
+    def pooled_features(self, rgb: torch.Tensor, size: int) -> torch.Tensor:
+        if rgb.shape[-2:] != (size, size):
+            shrink = min(rgb.shape[-2:]) > size
+            rgb = F.interpolate(rgb.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+        return self.net.pooled_features(rgb.expand(-1, 3, -1, -1))
+
+
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet-1k class names, index order (shipped with tinct)."""
     from importlib.resources import files

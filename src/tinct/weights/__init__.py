@@ -193,12 +193,12 @@ def models_markdown(cards: list[dict[str, Any]]) -> str:
         cells = [
             f"`{card['name']}`", card["method"], f"{card['parameters'] / 1e6:.1f} M",
             f"{data} ({t.get('images')} images, {t['steps']} steps of {t['batch_size']} at {t['image_size']} px)",
-            str(card["working_size"]), _fmt(row.get("psnr")), _fmt(row.get("ssim")),
-            f"{_fmt(row.get('colorfulness'))} ({_fmt(gt.get('colorfulness'))})",
-            f"{_fmt(row.get('top1'))} ({_fmt(gray.get('top1'))} / {_fmt(gt.get('top1'))})",
-            _fmt(row.get("recovery")) + (f" ({_fmt(row['recovery_ci95'])})" if row.get("recovery_ci95") else ""),
-            f"{_fmt(row.get('fd_effnet'))} ({_fmt(gray.get('fd_effnet'))})",
-            f"{_fmt(row.get('auc_raw'))} / {_fmt(row.get('auc_rebalanced'))}",
+            str(card["working_size"]), format_value(row.get("psnr")), format_value(row.get("ssim")),
+            f"{format_value(row.get('colorfulness'))} ({format_value(gt.get('colorfulness'))})",
+            f"{format_value(row.get('top1'))} ({format_value(gray.get('top1'))} / {format_value(gt.get('top1'))})",
+            format_value(row.get("recovery")) + (f" ({format_value(row['recovery_ci95'])})" if row.get("recovery_ci95") else ""),
+            f"{format_value(row.get('fd_effnet'))} ({format_value(gray.get('fd_effnet'))})",
+            f"{format_value(row.get('auc_raw'))} / {format_value(row.get('auc_rebalanced'))}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     if any(c.get("metrics", {}).get("command") for c in cards):
@@ -257,14 +257,15 @@ def render_card(card: dict[str, Any]) -> str:
         keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "recovery_ci95", "fd_effnet"]
         lines += ["| row | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for row_name, row in rows.items():
-            cells = [_fmt(row.get(k)) for k in keys]
+            cells = [format_value(row.get(k)) for k in keys]
             lines.append(f"| {row_name} | " + " | ".join(cells) + " |")
     if card.get("notes"):
         lines += ["", "## Notes", "", card["notes"]]
     return "\n".join(lines) + "\n"
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A table cell: ``-`` for None, 4 significant digits, an interval as ``low to high``."""
     if value is None:
         return "-"
     if isinstance(value, float):
