@@ -217,6 +217,31 @@ def test_colorfulness_term_adds_to_the_generator_loss(shard):
     assert losses["g"] == pytest.approx(100 * losses["l1"] + 30.0 * losses["colorfulness"], rel=1e-4)
 
 
+def test_class_consistency_term_is_zero_on_the_ground_truth_and_trains_the_output_only(shard):
+    import contextlib
+
+    from tinct.data import ColorizationDataset, DataConfig
+    from tinct.nets.perceptual import ClassConsistencyLoss
+
+    torch.manual_seed(0)
+    loss_fn = ClassConsistencyLoss(size=64)
+    target = torch.rand(2, 3, 32, 32)
+    assert loss_fn(target.clone(), target).item() == pytest.approx(0.0, abs=1e-5)
+    output = torch.rand(2, 3, 32, 32, requires_grad=True)
+    kl = loss_fn(output, target)
+    kl.backward()
+    assert kl.item() > 0 and output.grad.abs().sum() > 0
+    assert all(p.grad is None for p in loss_fn.parameters())
+
+    method = build_method("unet_gan", {**TINY_UNET, "pretrain_steps": 5, "class_weight": 3.0, "class_view": 64}, pretrained=False)
+    ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
+    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
+    losses = method.train_step(batch, method.make_optimizers(), step=0, autocast=contextlib.nullcontext)
+    assert set(losses) == {"g", "l1", "class_kl"} and "class_kl" in method.loss_names
+    assert losses["class_kl"] > 0
+    assert losses["g"] == pytest.approx(100 * losses["l1"] + 3.0 * losses["class_kl"], rel=1e-4)
+
+
 def test_semantic_view_fine_tune_starts_from_the_trained_outputs_and_learns_the_fusion(shard, tmp_path):
     """A model trained without the semantic branch loads into one with it (the new fusion layer
     starts at zero, so the outputs are unchanged), and a training step then updates the fusion."""

@@ -8,7 +8,10 @@ lambda = 100. Adam lr 2e-4, betas (0.5, 0.999) for both networks.
 ``colorfulness_weight`` > 0 adds DDColor's colorfulness term (Kang et al. 2023, not in this paper,
 default 0) in a two-sided form: the gap between the output's and the ground truth's
 Hasler-Suesstrunk colorfulness, / 100. It counters the desaturation that L1 regression to
-the mean of several plausible colors causes, without choosing the hue. An optional first
+the mean of several plausible colors causes, without choosing the hue. ``class_weight`` > 0
+adds ChromaGAN's class-distribution term (Vitoria et al. 2020, not in this paper, default 0):
+the KL divergence between the frozen Lite0's class predictions on the ground truth and on
+the output, both seen at ``class_view`` px. An optional first
 stage trains the generator with L1 only (``pretrain_steps``), and ``tinct train
 --init-from`` fine-tunes a trained model on new data (the paper's transfer learning).
 ``semantic_view`` = N > 0 (not in this paper, default 0) adds global feature fusion (Iizuka et
@@ -35,7 +38,7 @@ from torch import nn
 from ..color import AB_SCALE, colorfulness, gray_to_lightness, lab_to_rgb, lightness_to_gray, rgb_to_lab
 from ..nets.efficientnet import ImageClassifier, efficientnet_lite
 from ..nets.patchgan import PatchDiscriminator
-from ..nets.perceptual import PerceptualLoss
+from ..nets.perceptual import ClassConsistencyLoss, PerceptualLoss
 from . import ColorizationMethod, register
 
 SEMANTIC_CHANNELS = 1280  # Lite0's pooled head features
@@ -49,6 +52,8 @@ class UNetGANConfig:
     l1_weight: float = 100.0
     perceptual_weight: float = 0.0  # 0 = the paper's loss; see nets/perceptual.py
     colorfulness_weight: float = 0.0  # 0 = the paper's loss
+    class_weight: float = 0.0  # 0 = the paper's loss; see nets/perceptual.ClassConsistencyLoss
+    class_view: int = 96  # side the class-consistency term resizes output and ground truth to
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     pretrain_steps: int = 0  # generator-only L1 steps before GAN training
@@ -146,6 +151,8 @@ class UNetGAN(ColorizationMethod):
             self.loss_names = self.loss_names + ("perceptual",)
         if config.colorfulness_weight > 0:
             self.loss_names = self.loss_names + ("colorfulness",)
+        if config.class_weight > 0:
+            self.loss_names = self.loss_names + ("class_kl",)
 
     @property
     def semantic_view(self) -> int:
@@ -210,7 +217,7 @@ class UNetGAN(ColorizationMethod):
         with autocast():
             l1 = F.l1_loss(fake_ab.float(), real_ab)
             loss_g = c.l1_weight * l1
-            if c.perceptual_weight > 0 or c.colorfulness_weight > 0:
+            if c.perceptual_weight > 0 or c.colorfulness_weight > 0 or c.class_weight > 0:
                 fake_rgb = lab_to_rgb(torch.cat([lightness, fake_ab.float() * AB_SCALE], 1))
             if c.perceptual_weight > 0:
                 perceptual_net = self.frozen_network("perceptual", PerceptualLoss, lightness.device)
@@ -221,6 +228,11 @@ class UNetGAN(ColorizationMethod):
                 gap = (colorfulness(fake_rgb) - colorfulness(batch["rgb"])).abs().mean() / 100.0
                 loss_g = loss_g + c.colorfulness_weight * gap
                 losses["colorfulness"] = gap.item()
+            if c.class_weight > 0:
+                class_net = self.frozen_network("class_consistency", lambda: ClassConsistencyLoss(c.class_view), lightness.device)
+                class_kl = class_net(fake_rgb, batch["rgb"])
+                loss_g = loss_g + c.class_weight * class_kl
+                losses["class_kl"] = class_kl.item()
             if gan_stage:
                 for p in self.discriminator.parameters():
                     p.requires_grad_(False)

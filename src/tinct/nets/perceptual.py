@@ -1,4 +1,4 @@
-"""Perceptual (feature) loss on the frozen ImageNet EfficientNet-Lite0.
+"""Perceptual (feature) and class-consistency losses on the frozen ImageNet EfficientNet-Lite0.
 
 Stands in for the VGG16 feature losses of the papers (BigColor's perceptual term; the
 optional feature term of ``unet_gan``). Lite0 only: Lite2 is the evaluation judge.
@@ -7,6 +7,7 @@ optional feature term of ``unet_gan``). Lite0 only: Lite2 is the evaluation judg
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .efficientnet import efficientnet_lite
@@ -39,3 +40,33 @@ class PerceptualLoss(nn.Module):
         output_feats = self.net.features(output)
         losses = [(output_feats[i] - target_feats[i]).abs().mean() for i in self.indices]
         return torch.stack(losses).mean()
+
+
+class ClassConsistencyLoss(nn.Module):
+    """KL divergence from the frozen Lite0's ImageNet class distribution on the ground truth
+    to the one on the output (ChromaGAN's class-distribution loss, Vitoria et al. 2020, with an
+    off-the-shelf classifier): colors that make objects recognizable as what they are.
+
+    Both batches are resized to ``size`` x ``size`` first: the training crops are small (64 px)
+    and the classifier recognizes little at that scale.
+    """
+
+    def __init__(self, size: int = 96, pretrained: bool = True):
+        super().__init__()
+        self.size = size
+        self.net = efficientnet_lite("lite0", pretrained=pretrained)
+        self.net.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> "ClassConsistencyLoss":
+        return super().train(False)
+
+    def _logits(self, rgb: torch.Tensor) -> torch.Tensor:
+        if rgb.shape[-2:] != (self.size, self.size):
+            rgb = F.interpolate(rgb, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.net(rgb).float()
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """output, target: sRGB [B, 3, H, W] in [0, 1] -> scalar KL(p_target || p_output), nats per image."""
+        with torch.no_grad():
+            target_probs = torch.softmax(self._logits(target), dim=1)
+        return F.kl_div(torch.log_softmax(self._logits(output), dim=1), target_probs, reduction="batchmean")
