@@ -38,7 +38,7 @@ from torch import nn
 from ..color import AB_SCALE, colorfulness, gray_to_lightness, lab_to_rgb, lightness_to_gray, rgb_to_lab
 from ..nets.efficientnet import ImageClassifier, efficientnet_lite
 from ..nets.patchgan import PatchDiscriminator
-from ..nets.perceptual import ClassConsistencyLoss, PerceptualLoss
+from ..nets.perceptual import PerceptualLoss, class_consistency_loss
 from . import ColorizationMethod, register
 
 SEMANTIC_CHANNELS = 1280  # Lite0's pooled head features
@@ -52,7 +52,7 @@ class UNetGANConfig:
     l1_weight: float = 100.0
     perceptual_weight: float = 0.0  # 0 = the paper's loss; see nets/perceptual.py
     colorfulness_weight: float = 0.0  # 0 = the paper's loss
-    class_weight: float = 0.0  # 0 = the paper's loss; see nets/perceptual.ClassConsistencyLoss
+    class_weight: float = 0.0  # 0 = the paper's loss; see nets/perceptual.class_consistency_loss
     class_view: int = 96  # side the class-consistency term resizes output and ground truth to
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -229,8 +229,8 @@ class UNetGAN(ColorizationMethod):
                 loss_g = loss_g + c.colorfulness_weight * gap
                 losses["colorfulness"] = gap.item()
             if c.class_weight > 0:
-                class_net = self.frozen_network("class_consistency", lambda: ClassConsistencyLoss(c.class_view), lightness.device)
-                class_kl = class_net(fake_rgb, batch["rgb"])
+                classifier = self.frozen_network("classifier", ImageClassifier, lightness.device)
+                class_kl = class_consistency_loss(classifier, fake_rgb, batch["rgb"], c.class_view)
                 loss_g = loss_g + c.class_weight * class_kl
                 losses["class_kl"] = class_kl.item()
             if gan_stage:

@@ -152,7 +152,8 @@ class ImageClassifier(nn.Module):
     ``forward(rgb)``: sRGB [B, 3, H, W] in [0, 1] (gray inputs repeated to 3 channels) ->
     class probabilities [B, 1000]; the image is resized to 224 on its short side and
     center-cropped. ``pooled_features(rgb, size)``: the whole image resized to size x size ->
-    pooled head features [B, 1280] (``unet_gan``'s semantic view).
+    pooled head features [B, 1280] (``unet_gan``'s semantic view). ``logits(rgb, size)``: the
+    same view -> logits [B, 1000], differentiable in the input (class-consistency loss).
     """
 
     def __init__(self, pretrained: bool = True):
@@ -179,6 +180,11 @@ class ImageClassifier(nn.Module):
             shrink = min(rgb.shape[-2:]) > size
             rgb = F.interpolate(rgb.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
         return self.net.pooled_features(rgb.expand(-1, 3, -1, -1))
+
+    def logits(self, rgb: torch.Tensor, size: int) -> torch.Tensor:
+        if rgb.shape[-2:] != (size, size):
+            rgb = F.interpolate(rgb, size=(size, size), mode="bilinear", align_corners=False)
+        return self.net(rgb.expand(-1, 3, -1, -1)).float()
 
 
 def imagenet_class_names() -> list[str]:

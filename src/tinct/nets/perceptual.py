@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .efficientnet import efficientnet_lite
+from .efficientnet import ImageClassifier, efficientnet_lite
 
 
 class PerceptualLoss(nn.Module):
@@ -42,31 +42,14 @@ class PerceptualLoss(nn.Module):
         return torch.stack(losses).mean()
 
 
-class ClassConsistencyLoss(nn.Module):
-    """KL divergence from the frozen Lite0's ImageNet class distribution on the ground truth
+def class_consistency_loss(classifier: ImageClassifier, output: torch.Tensor, target: torch.Tensor, size: int) -> torch.Tensor:
+    """KL divergence from the frozen classifier's ImageNet class distribution on the ground truth
     to the one on the output (ChromaGAN's class-distribution loss, Vitoria et al. 2020, with an
     off-the-shelf classifier): colors that make objects recognizable as what they are.
 
-    Both batches are resized to ``size`` x ``size`` first: the training crops are small (64 px)
-    and the classifier recognizes little at that scale.
+    output, target: sRGB [B, 3, H, W] in [0, 1], both resized to ``size`` x ``size`` first (the
+    training crops are small and the classifier recognizes little at 64 px) -> scalar, nats per image.
     """
-
-    def __init__(self, size: int = 96, pretrained: bool = True):
-        super().__init__()
-        self.size = size
-        self.net = efficientnet_lite("lite0", pretrained=pretrained)
-        self.net.requires_grad_(False).eval()
-
-    def train(self, mode: bool = True) -> "ClassConsistencyLoss":
-        return super().train(False)
-
-    def _logits(self, rgb: torch.Tensor) -> torch.Tensor:
-        if rgb.shape[-2:] != (self.size, self.size):
-            rgb = F.interpolate(rgb, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return self.net(rgb).float()
-
-    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """output, target: sRGB [B, 3, H, W] in [0, 1] -> scalar KL(p_target || p_output), nats per image."""
-        with torch.no_grad():
-            target_probs = torch.softmax(self._logits(target), dim=1)
-        return F.kl_div(torch.log_softmax(self._logits(output), dim=1), target_probs, reduction="batchmean")
+    with torch.no_grad():
+        target_probs = torch.softmax(classifier.logits(target, size), dim=1)
+    return F.kl_div(torch.log_softmax(classifier.logits(output, size), dim=1), target_probs, reduction="batchmean")
