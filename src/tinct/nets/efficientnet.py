@@ -174,17 +174,19 @@ class ImageClassifier(nn.Module):
         top, left = (size[0] - 224) // 2, (size[1] - 224) // 2
         return torch.softmax(self.net(x[..., top:top + 224, left:left + 224]), dim=1)
 
-    @torch.no_grad()
-    def pooled_features(self, rgb: torch.Tensor, size: int) -> torch.Tensor:
+    @staticmethod
+    def _square_view(rgb: torch.Tensor, size: int) -> torch.Tensor:
         if rgb.shape[-2:] != (size, size):
             shrink = min(rgb.shape[-2:]) > size
             rgb = F.interpolate(rgb.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
-        return self.net.pooled_features(rgb.expand(-1, 3, -1, -1))
+        return rgb.expand(-1, 3, -1, -1)
+
+    @torch.no_grad()
+    def pooled_features(self, rgb: torch.Tensor, size: int) -> torch.Tensor:
+        return self.net.pooled_features(self._square_view(rgb, size))
 
     def logits(self, rgb: torch.Tensor, size: int) -> torch.Tensor:
-        if rgb.shape[-2:] != (size, size):
-            rgb = F.interpolate(rgb, size=(size, size), mode="bilinear", align_corners=False)
-        return self.net(rgb.expand(-1, 3, -1, -1)).float()
+        return self.net(self._square_view(rgb, size)).float()
 
 
 def imagenet_class_names() -> list[str]:
