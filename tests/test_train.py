@@ -92,6 +92,22 @@ def test_run_resume_log_samples_and_export(shard, tmp_path):
 
     c = Colorizer(str(dest / "mini.safetensors"), device="cpu")
     assert c.size == 32
+    # weight-space ensemble with the pretrained encoder (WiSE-FT): encoder mixed, decoder as trained
+    from tinct.methods import build_method
+    from tinct.weights import load_inference_state
+
+    assert main(["export", str(out), "--name", "mixed", "--dest", str(dest), "--pretrained-mix", "0.25"]) == 0
+    trained, _ = load_inference_state(str(dest / "mini.safetensors"))
+    mixed, info = load_inference_state(str(dest / "mixed.safetensors"))
+    imagenet = build_method("unet_gan", info["config"], pretrained=False).pretrained_weights()
+    key = "encoder._conv_stem.weight"
+    torch.testing.assert_close(mixed[key], 0.25 * trained[key] + 0.75 * imagenet[key].float(), atol=2e-3, rtol=1e-2)
+    assert not torch.allclose(mixed[key], trained[key])
+    torch.testing.assert_close(mixed["head.weight"], trained["head.weight"])
+    assert json.loads((dest / "mixed.json").read_text())["pretrained_mix"] == 0.25
+    assert "WiSE-FT" in (dest / "mixed.md").read_text()
+    assert main(["export", str(out), "--name", "bad", "--dest", str(dest), "--pretrained-mix", "1.5"]) == 2
+    assert not (dest / "bad.safetensors").exists()
     # fine-tune from the exported model on "new" data
     ft = tmp_path / "finetune"
     assert run_train(shard, ft, "--init-from", str(dest / "mini.safetensors"), "--set", "steps=2") == 0

@@ -2,7 +2,7 @@
 
     tinct colorize INPUT... -o OUT_DIR [--model NAME] [--size N] [--format png|jpg] [--force]
     tinct train METHOD --data SRC... --out RUN_DIR [--config FILE.yaml] [--set key=value ...]
-    tinct export RUN_DIR --name NAME [--dest DIR] [--metrics FILE.json]
+    tinct export RUN_DIR --name NAME [--dest DIR] [--metrics FILE.json] [--pretrained-mix ALPHA]
     tinct eval --model NAME --data DIR [--size N] [--limit N] [--json] [--report DIR]
     tinct eval --pred DIR --gt DIR [--json] [--report DIR]
     tinct models [--json | --markdown | --readme README.md]
@@ -84,6 +84,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", default=None, help="JSON from `tinct eval --json` to put in the model card")
     p.add_argument("--working-size", type=int, default=None, help="default working resolution stored with the model")
     p.add_argument("--notes", default="", help="free text for the model card")
+    p.add_argument("--pretrained-mix", type=float, default=None, metavar="ALPHA",
+                   help="weight-space ensemble (WiSE-FT): weights that start from a pretrained network become "
+                        "ALPHA * trained + (1 - ALPHA) * pretrained (0 < ALPHA < 1)")
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -193,7 +196,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.metrics:
         with open(args.metrics, encoding="utf-8") as f:
             metrics = json.load(f)
-    path = export_run(args.run, args.name, dest=args.dest, metrics=metrics, working_size=args.working_size, notes=args.notes)
+    path = export_run(args.run, args.name, dest=args.dest, metrics=metrics, working_size=args.working_size, notes=args.notes,
+                      pretrained_mix=args.pretrained_mix)
     print(path)
     return 0
 

@@ -92,6 +92,12 @@ class ColorizationMethod(nn.Module):
         """Called once before a new run trains (not on resume): statistics the method needs
         from the training data (e.g. CIC's ab prior). Default: nothing."""
 
+    def pretrained_weights(self) -> dict[str, torch.Tensor]:
+        """The inference module's weights that start from a pretrained network, at their
+        pretrained values (names as in its state dict), for ``tinct export --pretrained-mix``.
+        Default: none."""
+        return {}
+
     def wrap_for_ddp(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """Wrap the trained sub-modules for DistributedDataParallel (default: none)."""
 

@@ -178,6 +178,12 @@ class UNetGAN(ColorizationMethod):
         ab = self.generator(padded, semantic)[..., :h, :w]
         return ab * AB_SCALE
 
+    def pretrained_weights(self) -> dict[str, torch.Tensor]:
+        """The U-Net encoder's ImageNet EfficientNet-Lite0 weights, as ``encoder.*``."""
+        own = self.generator.state_dict()
+        imagenet = efficientnet_lite("lite0", pretrained=True).state_dict()
+        return {f"encoder.{k}": v for k, v in imagenet.items() if f"encoder.{k}" in own}
+
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         return {

@@ -133,16 +133,28 @@ def load_model(name_or_path: str = "default", device: str | torch.device = "cpu"
 def export_run(
     run: str | os.PathLike, name: str, dest: str | os.PathLike | None = None,
     metrics: dict[str, Any] | None = None, working_size: int | None = None, notes: str = "",
+    pretrained_mix: float | None = None,
 ) -> Path:
     """Write the EMA inference weights of a training run as ``DEST/NAME.safetensors`` (fp16)
-    with ``NAME.json`` and ``NAME.md`` model cards; returns the weights path."""
+    with ``NAME.json`` and ``NAME.md`` model cards; returns the weights path.
+
+    ``pretrained_mix`` = alpha in (0, 1): a weight-space ensemble of the fine-tuned and the
+    pretrained weights (WiSE-FT, Wortsman et al. 2022): every weight that starts from a
+    pretrained network (the method's ``pretrained_weights``) becomes
+    ``alpha * trained + (1 - alpha) * pretrained``; the others stay as trained. Fine-tuning on
+    a narrow dataset moves the pretrained encoder away from what it knew; mixing some of it
+    back makes a model more robust on images unlike the training data.
+    """
     from ..train import load_checkpoint
 
     ckpt = load_checkpoint(run)
     dest = Path(dest) if dest else weights_dir()
     dest.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in ckpt["ema"].items()}
+    ema = ckpt["ema"]
     config = ckpt["config"]
+    if pretrained_mix is not None:
+        ema = _mix_with_pretrained(ema, ckpt["method"], config, pretrained_mix)
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in ema.items()}
     working_size = working_size or config.get("image_size")
     meta = {"method": ckpt["method"], "config": json.dumps(config), "working_size": str(working_size), "name": name}
     path = dest / f"{name}.safetensors"
@@ -169,12 +181,28 @@ def export_run(
             "image_size": config.get("image_size"),
         },
         "config": config,
+        "pretrained_mix": pretrained_mix,
         "metrics": metrics or {},
         "notes": notes,
     }
     write_text_atomic(dest / f"{name}.json", json.dumps(card, indent=2) + "\n")
     write_text_atomic(dest / f"{name}.md", render_card(card))
     return path
+
+
+def _mix_with_pretrained(state: dict[str, torch.Tensor], method_name: str, config: dict, alpha: float) -> dict[str, torch.Tensor]:
+    from ..methods import build_method
+
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"pretrained mix must be between 0 and 1 (exclusive), got {alpha}")
+    pretrained = build_method(method_name, config, pretrained=False).pretrained_weights()
+    if not pretrained:
+        raise ValueError(f"method {method_name!r} has no pretrained weights to mix with")
+    mixed = dict(state)
+    for key, start in pretrained.items():
+        if state[key].is_floating_point():
+            mixed[key] = alpha * state[key].float() + (1.0 - alpha) * start.float()
+    return mixed
 
 
 def models_markdown(cards: list[dict[str, Any]]) -> str:
@@ -241,6 +269,11 @@ def render_card(card: dict[str, Any]) -> str:
         f"- Data: {', '.join(f'{Path(p).parent.name}/{Path(p).name}' for p in (t.get('data') or [])) or 'unknown'}",
         f"- Images after the low-colorfulness filter: {t.get('images')} ({t.get('dropped_low_colorfulness')} dropped)",
         f"- Steps: {t['steps']} at batch {t['batch_size']}, crops of {t['image_size']}x{t['image_size']}",
+    ]
+    if card.get("pretrained_mix") is not None:
+        alpha = card["pretrained_mix"]
+        lines.append(f"- Weight-space ensemble at export (WiSE-FT): pretrained weights = {alpha:g} x trained + {1 - alpha:g} x pretrained")
+    lines += [
         "",
         "## Config",
         "",
