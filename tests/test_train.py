@@ -30,13 +30,18 @@ def run_train(shard, out, *extra):
     return main(args + list(extra))
 
 
-def test_train_step_updates_both_networks(shard):
+def training_batch(shard, n=4):
+    """The first ``n`` 32 px training examples of ``shard`` as one batch."""
     from tinct.data import ColorizationDataset, DataConfig
 
+    ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
+    return {k: torch.stack([ds[i][k] for i in range(n)]) for k in ("rgb", "gray", "label")}
+
+
+def test_train_step_updates_both_networks(shard):
     torch.manual_seed(0)
     method = build_method("unet_gan", {**TINY_UNET, "pretrain_steps": 0}, pretrained=False)
-    ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
-    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
+    batch = training_batch(shard)
     opts = method.make_optimizers()
     g0 = [p.clone() for p in method.generator.parameters()]
     d0 = [p.clone() for p in method.discriminator.parameters()]
@@ -52,11 +57,8 @@ def test_train_step_updates_both_networks(shard):
 def test_pretrain_stage_is_l1_only(shard):
     import contextlib
 
-    from tinct.data import ColorizationDataset, DataConfig
-
     method = build_method("unet_gan", {**TINY_UNET, "pretrain_steps": 5}, pretrained=False)
-    ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
-    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
+    batch = training_batch(shard)
     d0 = [p.clone() for p in method.discriminator.parameters()]
     losses = method.train_step(batch, method.make_optimizers(), step=0, autocast=contextlib.nullcontext)
     assert set(losses) == {"g", "l1"}
@@ -186,16 +188,13 @@ def test_ddp_two_cpu_processes(shard, tmp_path):
 def test_frozen_encoder_keeps_imagenet_weights_and_statistics(shard):
     import contextlib
 
-    from tinct.data import ColorizationDataset, DataConfig
-
     torch.manual_seed(0)
     method = build_method("unet_gan", {**TINY_UNET, "pretrain_steps": 0, "freeze_encoder": True}, pretrained=False)
     method.train()
     assert not method.generator.encoder.training and method.generator.up1.training
     before = {k: v.clone() for k, v in method.generator.encoder.state_dict().items()}
     decoder_before = method.generator.head.weight.clone()
-    ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
-    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
+    batch = training_batch(shard)
     method.train_step(batch, method.make_optimizers(), 0, contextlib.nullcontext)
     assert all(torch.equal(v, method.generator.encoder.state_dict()[k]) for k, v in before.items())
     assert not torch.equal(decoder_before, method.generator.head.weight)
@@ -221,12 +220,9 @@ def test_ema_decay_warms_up_then_reaches_its_setting():
 def test_colorfulness_term_adds_to_the_generator_loss(shard):
     import contextlib
 
-    from tinct.data import ColorizationDataset, DataConfig
-
     torch.manual_seed(0)
     method = build_method("unet_gan", {**TINY_UNET, "pretrain_steps": 5, "colorfulness_weight": 30.0}, pretrained=False)
-    ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
-    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
+    batch = training_batch(shard)
     losses = method.train_step(batch, method.make_optimizers(), step=0, autocast=contextlib.nullcontext)
     assert set(losses) == {"g", "l1", "colorfulness"} and "colorfulness" in method.loss_names
     assert losses["colorfulness"] > 0
@@ -236,7 +232,6 @@ def test_colorfulness_term_adds_to_the_generator_loss(shard):
 def test_class_consistency_term_is_zero_on_the_ground_truth_and_trains_the_output_only(shard):
     import contextlib
 
-    from tinct.data import ColorizationDataset, DataConfig
     from tinct.nets.efficientnet import ImageClassifier
     from tinct.nets.perceptual import class_consistency_loss
 
@@ -251,8 +246,7 @@ def test_class_consistency_term_is_zero_on_the_ground_truth_and_trains_the_outpu
     assert all(p.grad is None for p in classifier.parameters())
 
     method = build_method("unet_gan", {**TINY_UNET, "pretrain_steps": 5, "class_weight": 3.0, "class_view": 64}, pretrained=False)
-    ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
-    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
+    batch = training_batch(shard)
     losses = method.train_step(batch, method.make_optimizers(), step=0, autocast=contextlib.nullcontext)
     assert set(losses) == {"g", "l1", "class_kl"} and "class_kl" in method.loss_names
     assert losses["class_kl"] > 0
@@ -264,7 +258,6 @@ def test_semantic_view_fine_tune_starts_from_the_trained_outputs_and_learns_the_
     starts at zero, so the outputs are unchanged), and a training step then updates the fusion."""
     import contextlib
 
-    from tinct.data import ColorizationDataset, DataConfig
     from tinct.train import _load_allowing_new_layers
 
     torch.manual_seed(0)
@@ -280,8 +273,7 @@ def test_semantic_view_fine_tune_starts_from_the_trained_outputs_and_learns_the_
         semantic.generator(lightness)  # the fused generator needs the global features
 
     semantic.train()
-    ds = ColorizationDataset([str(shard)], DataConfig(image_size=32))
-    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("rgb", "gray", "label")}
+    batch = training_batch(shard)
     frozen = semantic.frozen_network("classifier", None, torch.device("cpu"))
     before = [p.clone() for p in frozen.parameters()]
     for step in range(2):
