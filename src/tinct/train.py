@@ -36,6 +36,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 
 from .data import ColorizationDataset, DataConfig
+from .features import FeatureCache, weights_fingerprint
 from .methods import ColorizationMethod, build_method, get_method
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,8 @@ def train(
 
     data_cfg = DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness)
     dataset = ColorizationDataset(options.data, data_cfg, train=True, seed=options.seed)
+    if getattr(cfg, "feature_cache", ""):
+        dataset = _cached_features(method, dataset, cfg, device, options, distributed)
     preview_source = options.val_data or options.data
     preview = ColorizationDataset(preview_source, DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness), train=False)
     # evenly spaced through the data: shards are often sorted by class
@@ -357,7 +360,27 @@ def _ignore_stop_signals(_worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _cached_features(method: ColorizationMethod, dataset: ColorizationDataset, cfg: Any, device: torch.device,
+                     options: RunOptions, distributed: bool) -> FeatureCache:
+    """The training set with the method's frozen encoder features computed once (see :mod:`tinct.features`)."""
+    probe = torch.zeros(1, 1, 32, 32, device=device)
+    if method.frozen_features(probe) is None:
+        raise ValueError(f"{method.name}: feature_cache needs a frozen encoder (set freeze_encoder=true)")
+    if distributed:
+        raise ValueError("feature_cache is for single-process training (the decoder alone trains; no DDP needed)")
+    encoder = {k.split("encoder.", 1)[1]: v for k, v in method.inference_module().state_dict().items() if "encoder." in k}
+    key = weights_fingerprint(encoder)  # the same ImageNet encoder gives the same key in any method
+    was_training = method.training
+    method.eval()
+    cache = FeatureCache(dataset, method.frozen_features, cfg.feature_cache, views=cfg.feature_cache_views, encoder_key=key,
+                         device=device, workers=options.workers, progress=options.progress)
+    method.train(was_training)
+    return cache
+
+
+def _to_device(t, device: torch.device):
+    if isinstance(t, list):
+        return [_to_device(x, device) for x in t]
     if t.dim() == 4:
         return t.to(device, non_blocking=True, memory_format=torch.channels_last)
     return t.to(device, non_blocking=True)

@@ -92,6 +92,12 @@ class ColorizationMethod(nn.Module):
         """Called once before a new run trains (not on resume): statistics the method needs
         from the training data (e.g. CIC's ab prior). Default: nothing."""
 
+    def frozen_features(self, lightness: torch.Tensor) -> list[torch.Tensor] | None:
+        """Features of a frozen encoder for L [B, 1, H, W] in [0, 100], which ``train_step`` then
+        accepts as ``batch["features"]`` instead of running the encoder (the training feature
+        cache, :mod:`tinct.features`); None when nothing is frozen (the default)."""
+        return None
+
     def pretrained_weights(self) -> dict[str, torch.Tensor]:
         """The inference module's weights that start from a pretrained network, at their
         pretrained values (names as in its state dict), for ``tinct export --pretrained-mix``.

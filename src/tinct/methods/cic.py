@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..color import gray_to_lightness, rgb_to_lab
+from ..nets.unet import Lite0UNet
 from . import ColorizationMethod, register
 
 log = logging.getLogger(__name__)
@@ -223,9 +224,44 @@ class CICNet(nn.Module):
         return self.classifier(x)  # [B, Q, H/4, W/4]
 
 
+class CICUNet(nn.Module):
+    """CIC's classification on a U-Net: L [B, 1, H, W] in [0, 100] -> bin logits [B, Q, H/4, W/4].
+
+    The encoder is the ImageNet EfficientNet-Lite0 (frozen by default, so it keeps what it
+    knows about objects); the decoder (:class:`~tinct.nets.unet.Lite0UNet` down to stride 4)
+    ends in a 1x1 convolution to the Q bins, at the resolution of the paper's output. H and W
+    must be multiples of 32. Bins, prior and rebalancing weights are buffers, as in
+    :class:`CICNet`.
+    """
+
+    multiple = 32
+
+    def __init__(self, decoder_widths: tuple[int, ...] = (160, 96, 64, 32, 16), pretrained: bool = True,
+                 freeze_encoder: bool = True):
+        super().__init__()
+        bins = ab_bins()
+        self.register_buffer("bins", bins)
+        self.register_buffer("prior", torch.zeros(bins.shape[0]))
+        self.register_buffer("class_weights", torch.ones(bins.shape[0]))
+        self.unet = Lite0UNet(decoder_widths, pretrained=pretrained, freeze_encoder=freeze_encoder,
+                              out_channels=bins.shape[0], out_stride=4, tanh=False)
+
+    @property
+    def num_bins(self) -> int:
+        return self.bins.shape[0]
+
+    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+        return self.unet(lightness)  # [B, Q, H/4, W/4]
+
+
 @dataclass
 class CICConfig:
-    width: float = 1.0  # channel multiplier of Table 1 (the shipped model is compact)
+    network: str = "table1"  # "table1": the paper's network; "unet": ImageNet EfficientNet-Lite0 U-Net
+    width: float = 1.0  # channel multiplier of Table 1 (network "table1")
+    decoder_widths: tuple[int, ...] = (160, 96, 64, 32, 16)  # network "unet": decoder channels at strides 16, 8, 4
+    freeze_encoder: bool = True  # network "unet": keep the ImageNet encoder fixed
+    feature_cache: str = ""  # network "unet", frozen: folder caching the encoder's features; "" = off
+    feature_cache_views: int = 2  # random crops per image in the feature cache
     rebalance_lambda: float = 0.5  # 1.0 = no class rebalancing
     neighbours: int = 5
     sigma: float = 5.0
@@ -287,7 +323,12 @@ class CIC(ColorizationMethod):
 
     def __init__(self, config: CICConfig, pretrained: bool = True):
         super().__init__(config)
-        self.network = CICNet(config.width)
+        if config.network == "table1":
+            self.network: nn.Module = CICNet(config.width)
+        elif config.network == "unet":
+            self.network = CICUNet(tuple(config.decoder_widths), pretrained=pretrained, freeze_encoder=config.freeze_encoder)
+        else:
+            raise ValueError(f"cic option 'network': expected 'table1' or 'unet', got {config.network!r}")
         self._net = self.network
 
     def prepare_data(self, sources: list[str], progress: bool = False) -> None:
@@ -312,9 +353,11 @@ class CIC(ColorizationMethod):
         self.network.class_weights.copy_(rebalancing_weights(prior, self.config.rebalance_lambda))
 
     def predict_logits(self, lightness: torch.Tensor) -> torch.Tensor:
-        """Bin logits [B, Q, ceil(H/8)*2, ceil(W/8)*2] for L [B, 1, H, W] in [0, 100] (padded to x8)."""
+        """Bin logits [B, Q, H'/4, W'/4] for L [B, 1, H, W] in [0, 100], padded to H', W' (multiples
+        of 8 for the Table-1 network, 32 for the U-Net)."""
         h, w = lightness.shape[-2:]
-        ph, pw = (-h) % 8, (-w) % 8
+        multiple = getattr(self.network, "multiple", 8)
+        ph, pw = (-h) % multiple, (-w) % multiple
         padded = F.pad(lightness, (0, pw, 0, ph), mode="replicate") if ph or pw else lightness
         return self.network(padded)
 
@@ -330,7 +373,8 @@ class CIC(ColorizationMethod):
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         lr = c.lr * c.batch_size / c.lr_batch
-        return {"network": torch.optim.Adam(self.network.parameters(), lr=lr, betas=tuple(c.betas), weight_decay=c.weight_decay)}
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        return {"network": torch.optim.Adam(params, lr=lr, betas=tuple(c.betas), weight_decay=c.weight_decay)}
 
     def wrap_for_ddp(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         self._net = wrap(self.network)
@@ -349,12 +393,22 @@ class CIC(ColorizationMethod):
         ce = -(z * torch.log_softmax(logits.float(), dim=1)).sum(dim=1)  # [B, h, w]
         return (pixel_weight * ce).mean()
 
+    def frozen_features(self, lightness: torch.Tensor) -> list[torch.Tensor] | None:
+        """The frozen U-Net encoder's features of L [B, 1, H, W] (for the training feature
+        cache), or None when no encoder is frozen."""
+        if self.config.network != "unet" or not self.config.freeze_encoder:
+            return None
+        return self.network.unet.encode(lightness)
+
     def train_step(self, batch, optimizers, step, autocast) -> dict[str, float]:
         lightness = gray_to_lightness(batch["gray"])
         opt = optimizers["network"]
         opt.zero_grad(set_to_none=True)
         with autocast():
-            logits = self._net(lightness)
+            if "features" in batch:  # cached features of the frozen encoder
+                logits = self.network.unet.decode(batch["features"])
+            else:
+                logits = self._net(lightness)
         loss = self.loss(logits, batch["rgb"])
         loss.backward()
         opt.step()

@@ -37,12 +37,10 @@ from torch import nn
 
 from ..color import AB_SCALE, colorfulness, gray_to_lightness, lab_to_rgb, lightness_to_gray, rgb_to_lab
 from ..nets.efficientnet import ImageClassifier, efficientnet_lite
+from ..nets.unet import Lite0UNet
 from ..nets.patchgan import PatchDiscriminator
 from ..nets.perceptual import PerceptualLoss, class_consistency_loss
 from . import ColorizationMethod, register
-
-SEMANTIC_CHANNELS = 1280  # Lite0's pooled head features
-
 
 @dataclass
 class UNetGANConfig:
@@ -64,73 +62,9 @@ class UNetGANConfig:
     ema_decay: float = 0.999
     min_colorfulness: float = 8.0
     semantic_view: int = 0  # 0 = off (the paper); N = global features of a frozen Lite0 on an N x N view
-
-
-def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
-class UpBlock(nn.Module):
-    """Upsample x2, concatenate the skip feature, two conv-BN-ReLU."""
-
-    def __init__(self, c_in: int, c_skip: int, c_out: int):
-        super().__init__()
-        self.body = nn.Sequential(_conv_bn_relu(c_in + c_skip, c_out), _conv_bn_relu(c_out, c_out))
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.body(torch.cat([x, skip], dim=1))
-
-
-class UNetGenerator(nn.Module):
-    """U-Net on EfficientNet-Lite0: L [B, 1, H, W] in [0, 100] -> ab / 110 [B, 2, H, W] in [-1, 1].
-
-    H and W must be multiples of 32 (the pipeline pads).
-    """
-
-    def __init__(self, decoder_widths: tuple[int, ...] = (160, 96, 64, 32, 16), pretrained: bool = True,
-                 freeze_encoder: bool = False, semantic: bool = False):
-        super().__init__()
-        self.freeze_encoder = freeze_encoder
-        self.encoder = efficientnet_lite("lite0", pretrained=pretrained)
-        # the classification head is not part of the U-Net
-        del self.encoder._conv_head, self.encoder._bn1, self.encoder._fc
-        skips = self.encoder.feature_channels  # strides 2, 4, 8, 16, 32
-        w16, w8, w4, w2, w1 = decoder_widths
-        self.up16 = UpBlock(skips[4], skips[3], w16)
-        self.up8 = UpBlock(w16, skips[2], w8)
-        self.up4 = UpBlock(w8, skips[1], w4)
-        self.up2 = UpBlock(w4, skips[0], w2)
-        self.up1 = UpBlock(w2, 1, w1)
-        self.head = nn.Conv2d(w1, 2, 3, padding=1)
-        self.fuse = None
-        if semantic:
-            self.fuse = nn.Linear(SEMANTIC_CHANNELS, skips[4])
-            nn.init.zeros_(self.fuse.weight)  # a fine-tune starts from the trained model's outputs
-            nn.init.zeros_(self.fuse.bias)
-        if freeze_encoder:
-            self.encoder.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> "UNetGenerator":
-        super().train(mode)
-        if self.freeze_encoder:
-            self.encoder.eval()  # a frozen encoder keeps its ImageNet BN statistics
-        return self
-
-    def forward(self, lightness: torch.Tensor, semantic: torch.Tensor | None = None) -> torch.Tensor:
-        """``semantic``: [B, 1280] global features (required when built with ``semantic=True``)."""
-        gray = (lightness / 100.0).expand(-1, 3, -1, -1)  # gray proxy for the RGB encoder
-        f2, f4, f8, f16, f32 = self.encoder.features(gray)  # no graph through a frozen encoder: nothing in it needs grad
-        if self.fuse is not None:
-            if semantic is None:
-                raise ValueError("this generator fuses global semantic features: pass semantic=[B, 1280]")
-            f32 = f32 + self.fuse(semantic.to(f32.dtype))[:, :, None, None]
-        x = self.up16(f32, f16)  # [B, w16, H/16, W/16]
-        x = self.up8(x, f8)
-        x = self.up4(x, f4)
-        x = self.up2(x, f2)
-        x = self.up1(x, lightness / 50.0 - 1.0)  # [B, w1, H, W]
-        return torch.tanh(self.head(x))  # [B, 2, H, W]
+    out_stride: int = 1  # 1: ab at full resolution (the paper); 4: at 1/4, upsampled bilinearly
+    feature_cache: str = ""  # folder caching the frozen encoder's features (needs freeze_encoder); "" = off
+    feature_cache_views: int = 2  # random crops per image in the feature cache
 
 
 @register
@@ -142,8 +76,8 @@ class UNetGAN(ColorizationMethod):
 
     def __init__(self, config: UNetGANConfig, pretrained: bool = True):
         super().__init__(config)
-        self.generator = UNetGenerator(tuple(config.decoder_widths), pretrained=pretrained, freeze_encoder=config.freeze_encoder,
-                                       semantic=config.semantic_view > 0)
+        self.generator = Lite0UNet(tuple(config.decoder_widths), pretrained=pretrained, freeze_encoder=config.freeze_encoder,
+                                   semantic=config.semantic_view > 0, out_stride=config.out_stride)
         self.discriminator = PatchDiscriminator(3, config.disc_width, config.disc_layers)
         self._g = self.generator
         self._d = self.discriminator
@@ -175,8 +109,21 @@ class UNetGAN(ColorizationMethod):
         semantic = None
         if self.config.semantic_view:
             semantic = self.semantic_features(semantic_gray if semantic_gray is not None else lightness_to_gray(lightness))
-        ab = self.generator(padded, semantic)[..., :h, :w]
+        ab = self._full_resolution(self.generator(padded, semantic))[..., :h, :w]
         return ab * AB_SCALE
+
+    def _full_resolution(self, ab: torch.Tensor) -> torch.Tensor:
+        """The generator's ab [B, 2, H / s, W / s] at the input's resolution (bilinear when s = 4)."""
+        if self.config.out_stride == 1:
+            return ab
+        return F.interpolate(ab, scale_factor=self.config.out_stride, mode="bilinear", align_corners=False)
+
+    def frozen_features(self, lightness: torch.Tensor) -> list[torch.Tensor] | None:
+        """The frozen encoder's features of L [B, 1, H, W] (for the training feature cache), or
+        None when the encoder trains."""
+        if not self.config.freeze_encoder:
+            return None
+        return self.generator.encode(lightness)
 
     def pretrained_weights(self) -> dict[str, torch.Tensor]:
         """The U-Net encoder's ImageNet EfficientNet-Lite0 weights, as ``encoder.*``."""
@@ -205,7 +152,10 @@ class UNetGAN(ColorizationMethod):
 
         semantic = self.semantic_features(batch["gray"])
         with autocast():
-            fake_ab = self._g(lightness, semantic)
+            if "features" in batch:  # cached features of the frozen encoder
+                fake_ab = self._full_resolution(self.generator.decode(batch["features"], lightness, semantic))
+            else:
+                fake_ab = self._full_resolution(self._g(lightness, semantic))
         if gan_stage:
             optimizers["discriminator"].zero_grad(set_to_none=True)
             with autocast():
