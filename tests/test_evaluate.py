@@ -114,6 +114,7 @@ def test_pred_vs_gt_folders_recovery_bounds(tmp_path, capsys, monkeypatch):
             assert row["recovery"] == pytest.approx(expected, abs=1e-9)
             assert row["recovery_ci95"] == [expected, expected]
         assert row["n"] == 12
+        assert row["hue_agreement"] == pytest.approx(expected)  # ground truth 1, gray 0
     assert list((tmp_path / "cache").glob("reference-*.npz"))  # ground-truth features cached
 
 
@@ -137,7 +138,9 @@ def test_report_files_and_readme_table(tmp_path, capsys, monkeypatch):
     assert printed["skipped"] == 1 and set(printed["rows"]) == {"gray", "mytool", "gt"}
     for row in printed["rows"].values():
         assert {"n", "skipped", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5",
-                "recovery", "fd_effnet", "auc_raw", "auc_rebalanced"} <= set(row)
+                "recovery", "fd_effnet", "auc_raw", "auc_rebalanced", "hue_agreement"} <= set(row)
+    assert printed["rows"]["gray"]["hue_agreement"] == 0.0 and printed["rows"]["gt"]["hue_agreement"] == 1.0
+    assert 0.0 <= printed["rows"]["mytool"]["hue_agreement"] <= 1.0
     saved = json.loads((report / "metrics.json").read_text())
     assert saved["rows"] == printed["rows"]
     assert "| mytool |" in (report / "report.md").read_text()
@@ -151,6 +154,9 @@ def test_report_files_and_readme_table(tmp_path, capsys, monkeypatch):
     for i in range(5):  # the per-image colorfulness is the prediction's own
         assert float(mine[f"img{i}"]["colorfulness"]) == pytest.approx(colorfulness(np.asarray(color_image(64, 48, seed=i + 10))), rel=1e-4)
     assert all(r["top1_correct"] == "" for r in table)  # these files carry no class label
+    hues = {row: np.mean([float(r["hue_agreement"]) for r in table if r["row"] == row]) for row in ("gray", "mytool", "gt")}
+    assert hues == pytest.approx({row: printed["rows"][row]["hue_agreement"] for row in hues})  # adds up to the summary
+    assert "hue_agreement" in (report / "report.md").read_text()
     assert json.loads(json.dumps(printed)) == printed and "per_image" not in printed
     sheet = Image.open(report / "contact_sheet.png")
     assert sheet.size == (4 + 3 * (160 + 4), 18 + 3 * (160 + 4) + 4)  # columns gray | mytool | gt; 3 images
@@ -228,3 +234,67 @@ def _jpeg_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=95)
     return buf.getvalue()
+
+
+def _ab(hue_deg, chroma) -> torch.Tensor:
+    """ab [2, 1, N] of pixels with these hues (degrees) and chromas."""
+    h = torch.deg2rad(torch.as_tensor(hue_deg, dtype=torch.float64))
+    c = torch.as_tensor(chroma, dtype=torch.float64).expand_as(h)
+    return torch.stack([c * torch.cos(h), c * torch.sin(h)])[:, None, :]
+
+
+def test_hue_agreement_golden_values():
+    from tinct.evaluate import hue_agreement_ab
+
+    gt = _ab([0.0, 60.0, 120.0, 240.0], 40.0)
+    assert hue_agreement_ab(gt, gt) == 1.0
+    assert hue_agreement_ab(torch.zeros_like(gt), gt) == 0.0  # gray prediction
+    assert hue_agreement_ab(_ab([90.0, 150.0, 120.0, 240.0], 40.0), gt) == 0.5  # half rotated by 90 degrees
+    assert hue_agreement_ab(_ab([-90.0, 60.0, 210.0, 240.0], 40.0), gt) == 0.5  # either way round
+    assert hue_agreement_ab(_ab([29.9, 30.1, 150.1, 269.9], 40.0), gt) == 0.75  # 29.9 degrees off is within, 30.1 not
+    # hue wrap-around: 350 vs 10 degrees are 20 apart
+    assert hue_agreement_ab(_ab([350.0], 40.0), _ab([10.0], 40.0)) == 1.0
+    assert hue_agreement_ab(_ab([10.0], 40.0), _ab([-10.0], 40.0)) == 1.0
+    assert hue_agreement_ab(_ab([330.0], 40.0), _ab([10.0], 40.0)) == 0.0
+    # a prediction of the right hue but chroma < 5 is a miss; chroma 5 counts
+    assert hue_agreement_ab(_ab([0.0, 60.0, 120.0, 240.0], torch.tensor([4.9, 5.0, 40.0, 40.0])), gt) == 0.75
+    # ground-truth pixels with chroma < 10 are left out, whatever is predicted there
+    gt_mixed = _ab([0.0, 60.0, 120.0, 240.0], torch.tensor([9.9, 10.0, 40.0, 3.0]))
+    assert hue_agreement_ab(_ab([180.0, 60.0, 300.0, 0.0], 40.0), gt_mixed) == 0.5
+    # no chromatic ground-truth pixel: no score (left out of the average)
+    assert hue_agreement_ab(gt, _ab([0.0, 90.0], 9.0)) is None
+
+
+def test_hue_agreement_on_rgb_images():
+    from tinct.evaluate import hue_agreement
+
+    gt = np.zeros((4, 4, 3), np.uint8)
+    gt[:2] = (200, 40, 40)  # red
+    gt[2:] = (40, 160, 40)  # green
+    pred = gt.copy()
+    pred[2:] = (40, 40, 200)  # blue where green: far more than 30 degrees away
+    assert hue_agreement(gt, gt) == 1.0 and hue_agreement(pred, gt) == 0.5
+    gray = np.repeat(np.asarray(Image.fromarray(gt).convert("L"))[..., None], 3, 2)
+    assert hue_agreement(gray, gt) == 0.0
+    assert hue_agreement(gt, gray) is None
+    faint = gt.copy()
+    faint[:2] = (130, 125, 125)  # red, but chroma below 5
+    assert hue_agreement(faint, gt) == 0.5
+
+
+def test_hue_agreement_matches_skimage_lab():
+    from skimage.color import rgb2lab
+
+    from tinct.evaluate import hue_agreement
+
+    rng = np.random.default_rng(3)
+    gt = np.asarray(color_image(64, 48, seed=4))
+    pred = np.clip(gt.astype(int) + rng.integers(-60, 61, gt.shape), 0, 255).astype(np.uint8)
+    lab_gt, lab_pred = rgb2lab(gt), rgb2lab(pred)
+    c_gt, c_pred = np.hypot(lab_gt[..., 1], lab_gt[..., 2]), np.hypot(lab_pred[..., 1], lab_pred[..., 2])
+    dh = np.abs(np.degrees(np.arctan2(lab_pred[..., 2], lab_pred[..., 1]) - np.arctan2(lab_gt[..., 2], lab_gt[..., 1]))) % 360
+    dh = np.minimum(dh, 360 - dh)
+    scored = c_gt >= 10
+    expected = ((c_pred >= 5) & (dh <= 30) & scored).sum() / scored.sum()
+    assert 0.2 < expected < 0.95  # a case that exercises every condition
+    assert hue_agreement(pred, gt) == pytest.approx(expected, abs=2 / scored.sum())

@@ -13,7 +13,10 @@ the ground truth with
 - AuC of the per-pixel ab error (Zhang et al.): fraction of all pixels (pooled over the set)
   within t for t = 0..150, averaged over thresholds (``auc_raw``), and the same with each pixel
   weighted by the inverse probability of its ground-truth ab bin (grid 10), the prior being
-  the ground-truth set's own ab distribution (``auc_rebalanced``).
+  the ground-truth set's own ab distribution (``auc_rebalanced``);
+- hue agreement (``hue_agreement``): per image, the share of ground-truth pixels with chroma
+  >= 10 whose predicted hue is within 30 degrees and predicted chroma >= 5, averaged over the
+  images that have such pixels (gray 0, ground truth 1).
 
 The gray image itself is always scored as the ``gray`` baseline row.
 """
@@ -44,7 +47,8 @@ from .weights import format_value
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "psnr", "ssim", "colorfulness", "classification_crop", "frechet_distance", "ab_auc",
+    "psnr", "ssim", "colorfulness", "classification_crop", "frechet_distance", "ab_auc", "hue_agreement",
+    "hue_agreement_ab",
     "Judge", "evaluate_models", "evaluate_cli", "GRAY_COLORFULNESS_LIMIT",
 ]
 
@@ -127,6 +131,43 @@ def ab_auc(pred: np.ndarray, target: np.ndarray, prior: np.ndarray | None = None
     return acc.value()
 
 
+#: hue agreement: ground-truth pixels at least this chromatic are scored ...
+HUE_GT_MIN_CHROMA = 10.0
+#: ... and count as agreeing when the prediction is at least this chromatic ...
+HUE_PRED_MIN_CHROMA = 5.0
+#: ... and its hue is at most this many degrees away (on the circle).
+HUE_TOLERANCE_DEG = 30.0
+
+
+def hue_agreement_ab(pred_ab: torch.Tensor, gt_ab: torch.Tensor) -> float | None:
+    """Hue agreement of predicted ab [2, H, W] with ground-truth ab [2, H, W] (D65 Lab).
+
+    Of the ground-truth pixels with chroma ``C = sqrt(a^2 + b^2) >= 10``, the share whose
+    prediction has chroma ``>= 5`` and a hue ``atan2(b, a)`` within 30 degrees of the ground
+    truth's (the shorter way round the circle: 350 and 10 degrees are 20 apart). In [0, 1]:
+    a gray prediction scores 0, the ground truth itself 1. Returns None when the ground truth
+    has no pixel of chroma >= 10: such an image has no hue to agree with and is left out of
+    the set's average (see :func:`hue_agreement`).
+    """
+    gt_chroma = torch.linalg.vector_norm(gt_ab, dim=0)
+    scored = gt_chroma >= HUE_GT_MIN_CHROMA
+    n = int(scored.sum())
+    if n == 0:
+        return None
+    pred_chroma = torch.linalg.vector_norm(pred_ab, dim=0)
+    diff = torch.rad2deg(torch.atan2(pred_ab[1], pred_ab[0]) - torch.atan2(gt_ab[1], gt_ab[0])).abs() % 360.0
+    diff = torch.minimum(diff, 360.0 - diff)  # angular distance in [0, 180]
+    agree = scored & (pred_chroma >= HUE_PRED_MIN_CHROMA) & (diff <= HUE_TOLERANCE_DEG)
+    return float(agree.sum()) / n
+
+
+def hue_agreement(pred: np.ndarray, target: np.ndarray) -> float | None:
+    """Hue agreement of two uint8 RGB images [H, W, 3] of the same size (see
+    :func:`hue_agreement_ab`; Lab from sRGB, D65). None when the ground truth ``target`` has no
+    pixel of chroma >= 10; the evaluation averages the per-image values over the other images."""
+    return hue_agreement_ab(_ab_of(pred), _ab_of(target))
+
+
 def classification_crop(rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB [H, W, 3] -> bicubic resize to short side 256 -> 224 center crop [224, 224, 3]."""
     im = Image.fromarray(rgb)
@@ -202,6 +243,7 @@ class RowScores:
     psnr: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
     cf: list[float] = field(default_factory=list)
+    hue: list[float | None] = field(default_factory=list)  # None: no gt pixel of chroma >= 10
     auc_raw: AucAccumulator = field(default_factory=AucAccumulator)
     auc_rebalanced: AucAccumulator = field(default_factory=AucAccumulator)
     crops: list[np.ndarray] = field(default_factory=list)
@@ -213,8 +255,9 @@ class RowScores:
         self.psnr.append(psnr(out, gt))
         self.ssim.append(ssim(out, gt))
         self.cf.append(colorfulness(out))
-        gt_ab = _ab_of(gt)
-        errors = torch.linalg.vector_norm(_ab_of(out) - gt_ab, dim=0).numpy().ravel()
+        gt_ab, out_ab = _ab_of(gt), _ab_of(out)
+        self.hue.append(hue_agreement_ab(out_ab, gt_ab))
+        errors = torch.linalg.vector_norm(out_ab - gt_ab, dim=0).numpy().ravel()
         self.auc_raw.add(errors)
         self.auc_rebalanced.add(errors, self.inverse_prior[ab_bin_index(gt_ab)])
         self.crops.append(classification_crop(out))
@@ -343,8 +386,10 @@ def _top1_correct(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return logits.argmax(1) == labels
 
 
-def _per_image(scores: RowScores | None, logits: np.ndarray, correct: np.ndarray, labels: np.ndarray, gt_cf: list[float]) -> dict[str, list]:
-    """Per-image scores of one row (``scores`` None for the ground-truth row)."""
+def _per_image(scores: RowScores | None, logits: np.ndarray, correct: np.ndarray, labels: np.ndarray, gt_cf: list[float],
+               gt_hue: list[float | None]) -> dict[str, list]:
+    """Per-image scores of one row (``scores`` None for the ground-truth row, which takes
+    ``gt_cf`` and ``gt_hue``: 1.0, or None for an image without chromatic pixels)."""
     n = len(labels)
     return {
         "psnr": list(scores.psnr) if scores else [None] * n,
@@ -352,7 +397,14 @@ def _per_image(scores: RowScores | None, logits: np.ndarray, correct: np.ndarray
         "colorfulness": list(scores.cf) if scores else gt_cf,
         "top1_correct": [bool(c) if label >= 0 else None for c, label in zip(correct, labels)],
         "p_true_class": _true_class_probability(logits, labels).tolist(),
+        "hue_agreement": list(scores.hue) if scores else gt_hue,
     }
+
+
+def _mean_hue(values: list[float | None]) -> float | None:
+    """Mean hue agreement over the images that have chromatic ground-truth pixels (None if none)."""
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
 
 
 def _row(scores: RowScores, logits: np.ndarray, feats: np.ndarray, correct: np.ndarray, ref: dict[str, np.ndarray], labels: np.ndarray,
@@ -380,6 +432,7 @@ def _row(scores: RowScores, logits: np.ndarray, feats: np.ndarray, correct: np.n
         "fd_effnet": frechet_distance(feats, ref["gt_feats"]),
         "auc_raw": scores.auc_raw.value(),
         "auc_rebalanced": scores.auc_rebalanced.value(),
+        "hue_agreement": _mean_hue(scores.hue),
         **({"fid": frechet_distance(np.stack(scores.inception_feats), ref["gt_inception"])} if scores.inception_feats else {}),
     }
 
@@ -399,7 +452,7 @@ def evaluate_models(
         inception: FID Inception features (user-supplied weights): adds a true ``fid`` to every row.
     Returns:
         ``{"n", "skipped", "rows": {"gray": {...}, name: {...}, "gt": {...}}, "seconds": {...}}``
-        ``"per_image"`` (psnr, ssim, colorfulness, top1_correct, p_true_class per image and row; written
+        ``"per_image"`` (psnr, ssim, colorfulness, top1_correct, p_true_class, hue_agreement per image and row; written
         by :func:`write_report` as ``per_image.csv``, left out of ``--json``) and, with
         ``sheet_images``, ``"thumbnails": {row: {index: uint8 [S, S, 3]}}`` (not JSON).
     """
@@ -424,8 +477,10 @@ def evaluate_models(
     for i, s in enumerate(samples):
         g8 = np.repeat((gray_of(s.gt) * 255 + 0.5).astype(np.uint8)[..., None], 3, 2)
         gray_scores.add(g8, s.gt, keep_thumbnail=i in sheet)
+    # the ground truth agrees with itself (1) wherever it has chromatic pixels; None where the gray row has no score
+    gt_hues = [None if h is None else 1.0 for h in gray_scores.hue]
     rows = {"gray": _row(gray_scores, ref["gray_logits"], ref["gray_feats"], ref["gray_correct"], ref, labels, gt_cf, acc)}
-    per_image = {"gray": _per_image(gray_scores, ref["gray_logits"], ref["gray_correct"], labels, gt_cfs)}
+    per_image = {"gray": _per_image(gray_scores, ref["gray_logits"], ref["gray_correct"], labels, gt_cfs, gt_hues)}
     timings: dict[str, float] = {}
     thumbs: dict[str, dict[int, np.ndarray]] = {"gray": gray_scores.thumbs}
     for name, fn in models.items():
@@ -441,17 +496,18 @@ def evaluate_models(
         logits, feats = judge(scores.crops)
         correct = _top1_correct(logits, labels)
         rows[name] = _row(scores, logits, feats, correct, ref, labels, gt_cf, acc)
-        per_image[name] = _per_image(scores, logits, correct, labels, gt_cfs)
+        per_image[name] = _per_image(scores, logits, correct, labels, gt_cfs, gt_hues)
         timings[name] = time.perf_counter() - t0
         thumbs[name] = scores.thumbs
     gt_row = {
         "n": len(samples), "psnr": None, "ssim": 1.0, "colorfulness": gt_cf, "delta_colorfulness": 0.0,
         "top1": acc.get("gt"), "top5": _topk(ref["gt_logits"], labels, 5) if acc else None,
         "recovery": 1.0 if acc else None, "recovery_ci95": [1.0, 1.0] if acc else None, "fd_effnet": 0.0, "auc_raw": 1.0, "auc_rebalanced": 1.0,
+        "hue_agreement": _mean_hue(gt_hues),
         **({"fid": 0.0} if inception is not None else {}),
     }
     rows["gt"] = gt_row
-    per_image["gt"] = _per_image(None, ref["gt_logits"], ref["gt_correct"], labels, gt_cfs)
+    per_image["gt"] = _per_image(None, ref["gt_logits"], ref["gt_correct"], labels, gt_cfs, gt_hues)
     thumbs["gt"] = {i: thumbnail(samples[i].gt) for i in sorted(sheet)}
     for row in rows.values():
         row["skipped"] = skipped
@@ -466,7 +522,8 @@ def evaluate_models(
 
 
 def format_table(result: dict[str, Any]) -> str:
-    keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "recovery_ci95", "fd_effnet", "auc_raw", "auc_rebalanced"]
+    keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "recovery_ci95", "fd_effnet", "auc_raw",
+            "auc_rebalanced", "hue_agreement"]
     if any("fid" in row for row in result["rows"].values()):
         keys.append("fid")
     lines = ["| row | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
@@ -524,7 +581,7 @@ def metrics_plot(result: dict[str, Any], path: Path) -> None:
 
 def per_image_csv(per_image: dict[str, Any]) -> str:
     """One line per (image, row): which images a model gets right or wrong, and how vivid it is."""
-    keys = ["psnr", "ssim", "colorfulness", "top1_correct", "p_true_class"]
+    keys = ["psnr", "ssim", "colorfulness", "top1_correct", "p_true_class", "hue_agreement"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["image", "label", "row", *keys])

@@ -208,7 +208,7 @@ def _mix_with_pretrained(state: dict[str, torch.Tensor], method_name: str, confi
 def models_markdown(cards: list[dict[str, Any]]) -> str:
     """Markdown table of shipped models with the dev-set metrics stored in their cards
     (which ``tinct export --metrics`` copies from ``tinct eval --json``)."""
-    head = "| model | method | parameters | training data | working size | PSNR | SSIM | colorfulness (gt) | top-1 (gray / gt) | recovery (95% CI) | FD-EffNet (gray) | AuC raw / rebalanced |"
+    head = "| model | method | parameters | training data | working size | PSNR | SSIM | colorfulness (gt) | top-1 (gray / gt) | recovery (95% CI) | FD-EffNet (gray) | AuC raw / rebalanced | hue agreement |"
     lines = [head]
     lines.append("|" + "---|" * (head.count("|") - 1))
     for card in cards:
@@ -227,6 +227,7 @@ def models_markdown(cards: list[dict[str, Any]]) -> str:
             format_value(row.get("recovery")) + (f" ({format_value(row['recovery_ci95'])})" if row.get("recovery_ci95") else ""),
             f"{format_value(row.get('fd_effnet'))} ({format_value(gray.get('fd_effnet'))})",
             f"{format_value(row.get('auc_raw'))} / {format_value(row.get('auc_rebalanced'))}",
+            format_value(row.get("hue_agreement")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     if any(c.get("metrics", {}).get("command") for c in cards):
@@ -287,7 +288,7 @@ def render_card(card: dict[str, Any]) -> str:
         if "command" in metrics:
             lines += [f"    {metrics['command']}", ""]
         rows = metrics.get("rows", {})
-        keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "recovery_ci95", "fd_effnet"]
+        keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "recovery_ci95", "fd_effnet", "hue_agreement"]
         lines += ["| row | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for row_name, row in rows.items():
             cells = [format_value(row.get(k)) for k in keys]
