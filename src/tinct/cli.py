@@ -8,6 +8,7 @@
     tinct models [--json | --markdown | --readme README.md]
     tinct prior --data SRC... -o PRIOR.json [--images N]
     tinct figure temperature IMAGE -o SWEEP.png [--model cic]
+    tinct figure sheet IMAGE... -o SHEET.jpg [--models default,cic] [--height 256]
     tinct sample --model PRIOR --class NAME|INDEX [--n 16] -o GRID.png [--fd REAL_DATA]
 """
 
@@ -119,10 +120,13 @@ def _add_prior(sub: argparse._SubParsersAction) -> None:
 
 def _add_figure(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("figure", help="render figures of the papers with shipped models")
-    p.add_argument("kind", choices=["temperature"], help="temperature: CIC's annealed-mean sweep (its Figure 1)")
-    p.add_argument("image", help="input image")
-    p.add_argument("-o", "--out", required=True, help="output PNG")
-    p.add_argument("--model", default="cic", help="a cic model (default: %(default)s)")
+    p.add_argument("kind", choices=["temperature", "sheet"],
+                   help="temperature: CIC's annealed-mean sweep (its Figure 1); sheet: contact sheet, columns input | each of --models")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="input image (sheet: one or more, one row each)")
+    p.add_argument("-o", "--out", required=True, help="output image (.png or .jpg)")
+    p.add_argument("--model", default="cic", help="temperature: a cic model (default: %(default)s)")
+    p.add_argument("--models", default="default,cic", help="sheet: comma-separated models, one column each (default: %(default)s)")
+    p.add_argument("--height", type=int, default=256, help="sheet: height of every cell in pixels (default: %(default)s)")
     p.add_argument("--size", type=int, default=None, help="working resolution")
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -245,9 +249,22 @@ def _cmd_prior(args: argparse.Namespace) -> int:
 
 
 def _cmd_figure(args: argparse.Namespace) -> int:
-    from .figures import temperature_sweep
+    from pathlib import Path
 
-    temperature_sweep(args.image, args.out, model=args.model, size=args.size, device=args.device, force=args.force)
+    from .figures import model_sheet, temperature_sweep
+    from .io import write_image
+
+    if args.kind == "sheet":
+        if Path(args.out).exists() and not args.force:  # before the colorizing, not after
+            raise FileExistsError(f"{args.out}: exists (use --force to overwrite)")
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        sheet = model_sheet(args.images, models, height=args.height, size=args.size, device=args.device)
+        write_image(sheet, args.out, force=args.force, quality=85)
+        print(args.out)
+        return 0
+    if len(args.images) != 1:
+        raise ValueError("figure temperature takes one image")
+    temperature_sweep(args.images[0], args.out, model=args.model, size=args.size, device=args.device, force=args.force)
     print(args.out)
     return 0
 
