@@ -86,9 +86,10 @@ def test_feature_cache_builds_once_reuses_and_rebuilds_when_stale(shard, tmp_pat
     calls.clear()
     FeatureCache(ds, encode, tmp_path / "c", views=2, encoder_key="k1")
     assert calls == []  # reused
-    FeatureCache(ds, encode, tmp_path / "c", views=2, encoder_key="k2")
-    assert sum(calls) == 2 * len(ds)  # another encoder: rebuilt
-    assert json.loads((tmp_path / "c" / "meta.json").read_text())["n"] == 2 * len(ds)
+    other = FeatureCache(ds, encode, tmp_path / "c", views=2, encoder_key="k2")
+    assert sum(calls) == 2 * len(ds)  # another encoder: built beside the first, which stays
+    assert other.folder != cache.folder and (cache.folder / "meta.json").exists()
+    assert json.loads((other.folder / "meta.json").read_text())["n"] == 2 * len(ds)
 
 
 def test_train_cli_with_feature_cache_resumes_and_exports(shard, tmp_path):
@@ -99,8 +100,11 @@ def test_train_cli_with_feature_cache_resumes_and_exports(shard, tmp_path):
     for k, v in TINY_CIC_UNET.items():
         args += ["--set", f"{k}={json.dumps(v)}"]
     assert main(args) == 0
-    assert (cache / "meta.json").exists()
+    built = list(cache.glob("*/meta.json"))
+    assert len(built) == 1
+    stamp = built[0].stat().st_mtime_ns
     assert main(args[:-2] + ["--set", "steps=5", "--resume"]) == 0
+    assert list(cache.glob("*/meta.json")) == built and built[0].stat().st_mtime_ns == stamp  # the resumed run reuses it
     assert load_checkpoint(tmp_path / "run")["step"] == 5
     assert main(["export", str(tmp_path / "run"), "--name", "cu", "--dest", str(tmp_path / "w")]) == 0
     from tinct.pipeline import Colorizer

@@ -9,7 +9,7 @@ memory maps; training then only runs the decoder. The folder is keyed by a finge
 data, the crop settings and the encoder's weights, so a resumed run (or a second run on the
 same data and encoder) reuses it and a stale cache is never used.
 
-Folder layout: ``meta.json`` (written last: a folder without it is incomplete and rebuilt),
+Folder layout, in ``FOLDER/FINGERPRINT/``: ``meta.json`` (written last: a folder without it is incomplete and rebuilt),
 ``rgb.npy`` [N, 3, S, S] uint8, ``label.npy`` [N] int64, ``features_K.npy`` [N, C_K, h_K, w_K]
 float16, N = images x views.
 """
@@ -54,7 +54,7 @@ class FeatureCache(Dataset):
     Args:
         base: the training dataset (random crops, seeded per epoch).
         encode: L [B, 1, S, S] in [0, 100] -> list of feature tensors [B, C_k, h_k, w_k].
-        folder: where the cache lives (created; rebuilt when its fingerprint differs).
+        folder: where caches live; this one is ``folder/FINGERPRINT`` (built when absent or incomplete).
         views: crops per image (epochs 0 .. views-1 of ``base``).
         encoder_key: fingerprint of the encoder's weights (:func:`weights_fingerprint`).
     Items: ``rgb`` [3, S, S] and ``gray`` [1, S, S] in [0, 1], ``label`` (int64), ``features``
@@ -68,18 +68,16 @@ class FeatureCache(Dataset):
             raise ValueError(f"feature cache: views must be >= 1, got {views}")
         self.base = base
         self.dropped_gray = base.dropped_gray
-        self.folder = Path(folder)
         self.views = views
         key = self._fingerprint(base, views, encoder_key)
+        # one sub-folder per fingerprint: runs on other data or encoders never clobber each other's cache
+        self.folder = Path(folder) / key[:16]
         meta_path = self.folder / "meta.json"
-        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else None
-        if meta is None or meta.get("key") != key:
-            if meta is not None:
-                log.warning("%s: cached for other data or another encoder; rebuilding", self.folder)
+        if not meta_path.exists():
             self._build(encode, key, torch.device(device), batch_size, workers, progress)
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
         else:
-            log.info("feature cache: reusing %s (%d samples)", self.folder, meta["n"])
+            log.info("feature cache: reusing %s", self.folder)
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         self.n = meta["n"]
         self.rgb = np.load(self.folder / "rgb.npy", mmap_mode="r")
         self.labels = np.load(self.folder / "label.npy", mmap_mode="r")
@@ -95,7 +93,7 @@ class FeatureCache(Dataset):
         return h.hexdigest()
 
     def _build(self, encode, key: str, device: torch.device, batch_size: int, workers: int, progress: bool) -> None:
-        if self.folder.exists():
+        if self.folder.exists():  # an interrupted build
             shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True)
         n = len(self.base) * self.views

@@ -207,8 +207,6 @@ def train(
 
     data_cfg = DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness)
     dataset = ColorizationDataset(options.data, data_cfg, train=True, seed=options.seed)
-    if getattr(cfg, "feature_cache", ""):
-        dataset = _cached_features(method, dataset, cfg, device, options, distributed)
     preview_source = options.val_data or options.data
     preview = ColorizationDataset(preview_source, DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness), train=False)
     # evenly spaced through the data: shards are often sorted by class
@@ -225,6 +223,8 @@ def train(
             opt.load_state_dict(resume_state["optimizers"][name])
         step = resume_state["step"]
     ema.module.to(device)
+    if getattr(cfg, "feature_cache", ""):  # after loading: the cache is keyed by the encoder's trained weights
+        dataset = _cached_features(method, dataset, cfg, device, options, distributed)
 
     if distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
