@@ -10,7 +10,8 @@ not the evaluation judge Lite2) on the gray inputs of the protocol, seen
 - from a whole-image copy at a working resolution S (S x S, upsampled back to 224 x 224),
 and, with ``--model``, the same 224 crop through that colorizer's fine-tuned U-Net encoder
 with Lite0's original ImageNet head (how much of the encoder's ImageNet meaning survived
-training). Labels come from the dev-set file names, as in ``tinct eval``.
+training). Labels come from the dev-set file names or a shard's ``KEY.cls``, as in ``tinct eval``;
+images without a label are left out.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data/imagenet-sample-256")
     parser.add_argument("--sizes", default="64,96,128")
-    parser.add_argument("--model", default=None, help="a unet_gan model whose encoder to probe")
+    parser.add_argument("--model", default=None, help="a U-Net model (unet_gan, cic with network unet) whose encoder to probe")
     args = parser.parse_args()
 
     samples, _, _ = load_ground_truth(args.data)
+    samples = [s for s in samples if s.label >= 0]  # shards where only some images carry a .cls
     labels = np.array([s.label for s in samples])
     grays = [torch.from_numpy(gray_of(s.gt))[None, None] for s in samples]
 
@@ -61,7 +63,8 @@ def main() -> None:
     if args.model:
         state, _ = load_inference_state(args.model)
         probe = efficientnet_lite("lite0").eval()
-        encoder = {k[len("encoder."):]: v.float() for k, v in state.items() if k.startswith("encoder.")}
+        # "encoder.*" (unet_gan) or "unet.encoder.*" (cic on the U-Net)
+        encoder = {k.split("encoder.", 1)[1]: v.float() for k, v in state.items() if "encoder." in k}
         probe.load_state_dict(encoder, strict=False)  # the head (conv, BN, fc) stays ImageNet's
         print(f"  224 crop, {args.model} encoder + ImageNet head: {top1(probe, crops, labels):.3f}")
 
