@@ -22,9 +22,31 @@ from torch import nn
 
 from ..color import gray_to_lightness, lab_to_rgb
 
-__all__ = ["ColorizationMethod", "register", "get_method", "method_names", "build_method", "sample_grid", "image_grid"]
+__all__ = ["ColorizationMethod", "InferenceOption", "register", "get_method", "method_names", "build_method", "sample_grid",
+           "image_grid"]
 
 _REGISTRY: dict[str, type["ColorizationMethod"]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceOption:
+    """One user-level inference option a method declares (:attr:`ColorizationMethod.inference_options`).
+
+    The web page (:mod:`tinct.serve`) builds its controls from these, so a new method needs no
+    page change. ``name`` is the keyword of :meth:`tinct.Colorizer.colorize` (``"class"``,
+    ``"reference"``, ``"temperature"``...); ``type`` is ``"float"``, ``"int"``, ``"str"``,
+    ``"class"`` (an ImageNet class name or index) or ``"image"`` (a color image file);
+    ``default`` None means "the method decides" (e.g. the class read from the input).
+    """
+
+    name: str
+    type: str
+    default: Any = None
+    help: str = ""
+    choices: tuple[Any, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
 
 
 class ColorizationMethod(nn.Module):
@@ -41,6 +63,8 @@ class ColorizationMethod(nn.Module):
     #: N > 0: the pipeline passes ``predict_ab`` a ``semantic_gray`` [1, 1, N, N] view of the whole
     #: full-resolution input (in [0, 1]) for the method's recognition branch
     semantic_view: int = 0
+    #: the user-level inference options this method accepts (see :class:`InferenceOption`)
+    inference_options: tuple[InferenceOption, ...] = ()
 
     def __init__(self, config: Any):
         super().__init__()

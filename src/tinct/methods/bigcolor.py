@@ -31,7 +31,7 @@ from torch import nn
 from ..color import lightness_to_gray, rgb_to_lab, rgb_to_yuv, yuv_to_rgb
 from ..nets.biggan import ConditionalBatchNorm, truncated_normal
 from ..nets.perceptual import PerceptualLoss
-from . import ColorizationMethod, register
+from . import ColorizationMethod, InferenceOption, register
 from .prior import BigGANGenerator, ImageClassifier, ProjectionDiscriminator, channel_plan, hinge_d_loss, labels_or_predicted
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,15 @@ class BigColor(ColorizationMethod):
     config_class = BigColorConfig
     inference_module_name = "net"
     loss_names = ("g", "mse", "perceptual", "g_adv", "d")
+    inference_options = (
+        InferenceOption("class", "class", None, "ImageNet class to colorize as (name or index; empty: read from the gray input)"),
+        InferenceOption("reference", "image", None, "take the class from this color photo instead"),
+        InferenceOption("samples", "int", 1, "number of outputs, each from a different random code z", min=1, max=16, step=1),
+        InferenceOption("sigma", "float", 0.8, "std of the random code z ~ N(0, sigma^2 I)", min=0.0, max=2.0, step=0.05),
+        InferenceOption("top_k", "int", 1, "one output per each of the K most probable classes of the input",
+                        min=1, max=5, step=1),
+        InferenceOption("seed", "int", 0, "seed of the first random code", min=0, max=2**31 - 1, step=1),
+    )
 
     def __init__(self, config: BigColorConfig, pretrained: bool = True):
         super().__init__(config)

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..color import gray_to_lightness, rgb_to_lab
 from ..nets.unet import Lite0UNet
-from . import ColorizationMethod, register
+from . import ColorizationMethod, InferenceOption, register
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +320,10 @@ class CIC(ColorizationMethod):
     config_class = CICConfig
     inference_module_name = "network"
     loss_names = ("ce",)
+    inference_options = (
+        InferenceOption("temperature", "float", 0.38, "annealed-mean temperature: lower is more vivid, 0 takes the mode",
+                        min=0.0, max=1.0, step=0.01),
+    )
 
     def __init__(self, config: CICConfig, pretrained: bool = True):
         super().__init__(config)
