@@ -10,6 +10,8 @@
     tinct figure temperature IMAGE -o SWEEP.png [--model cic]
     tinct figure sheet IMAGE... -o SHEET.jpg [--models default,cic] [--height 256]
     tinct sample --model PRIOR --class NAME|INDEX [--n 16] -o GRID.png [--fd REAL_DATA]
+    tinct serve [--host 127.0.0.1] [--port 7860] [--models NAME,...] [--max-upload-mb 25] [--workers N] [--study DIR]
+    tinct study report STUDY.csv [--json]
 """
 
 from __future__ import annotations
@@ -148,6 +150,34 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="web page to colorize, compare and download (and a realism study with --study)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this computer only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    p.add_argument("--models", default=None, metavar="NAME,...",
+                   help="comma-separated models to offer (default: every shipped colorizer, 'default' first)")
+    p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload in MB (default: %(default)s)")
+    p.add_argument("--max-pixels", type=int, default=50_000_000, help="largest image in pixels (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1, help="requests colorized at once; the rest wait in the queue (default: %(default)s)")
+    p.add_argument("--queue-size", type=int, default=200, help="most requests waiting in the queue (default: %(default)s)")
+    p.add_argument("--size", type=int, default=None, help="working resolution (default: each model's)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    g = p.add_argument_group("realism study (page /study)")
+    g.add_argument("--study", default=None, metavar="DIR", help="folder of real color photos: adds the study page")
+    g.add_argument("--study-csv", default="study.csv", help="CSV the answers are appended to (default: %(default)s)")
+    g.add_argument("--exposure", type=float, default=1.0, help="seconds each pair is shown (default: %(default)s, as in CIC)")
+    g.add_argument("--trials", type=int, default=20, help="trials per participant (default: %(default)s)")
+    g.add_argument("--display-size", type=int, default=384, help="long side of the study's photos in pixels (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=None, help="seed of the trial order (default: random)")
+
+
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("study", help="realism study results (the answers of `tinct serve --study`)")
+    p.add_argument("action", choices=["report"], help="report: per model, the fooling rate with its 95%% interval")
+    p.add_argument("csv", metavar="STUDY.csv", help="the study's answers")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinct", description="Automatic image colorization.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -159,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prior(sub)
     _add_figure(sub)
     _add_sample(sub)
+    _add_serve(sub)
+    _add_study(sub)
     p = sub.add_parser("models", help="list shipped models and trainable methods")
     p.add_argument("--json", action="store_true", help="card data as JSON")
     p.add_argument("--markdown", action="store_true", help="the README's model table, from the model cards' eval metrics")
@@ -290,8 +322,32 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .serve import ServeConfig, require_gradio, serve
+
+        require_gradio()
+    except ImportError as exc:
+        print(f"tinct serve: error: {exc}", file=sys.stderr)
+        return 2
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else []
+    config = ServeConfig(
+        models=models, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels, workers=args.workers,
+        queue_size=args.queue_size, size=args.size, device=args.device, study_dir=args.study, study_csv=args.study_csv,
+        exposure_s=args.exposure, trials=args.trials, display_size=args.display_size, seed=args.seed,
+    )
+    return serve(config, host=args.host, port=args.port)
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from .study import format_report, study_report
+
+    print(format_report(study_report(args.csv), as_json=args.json))
+    return 0
+
+
 COMMANDS = {"colorize": _cmd_colorize, "train": _cmd_train, "export": _cmd_export, "eval": _cmd_eval, "models": _cmd_models,
-            "prior": _cmd_prior, "figure": _cmd_figure, "sample": _cmd_sample}
+            "prior": _cmd_prior, "figure": _cmd_figure, "sample": _cmd_sample, "serve": _cmd_serve, "study": _cmd_study}
 
 
 def main(argv: list[str] | None = None) -> int:
