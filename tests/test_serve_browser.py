@@ -47,7 +47,7 @@ def _screenshot(page, name: str) -> None:
     folder = os.environ.get("TINCT_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / name), type="jpeg", quality=80, full_page=True)
+        page.screenshot(path=str(Path(folder) / name), type="jpeg", quality=70, full_page=True)
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +116,10 @@ def test_upload_colorize_download(server, page, tmp_path):
     archive = tmp_path / "all.zip"
     d.value.save_as(archive)
     assert sorted(zipfile.ZipFile(archive).namelist()) == ["chelsea.png", "rocket.png"]
-    page.click("#card-box button")  # the model card opens under the page
-    page.wait_for_selector("#model-card >> text=Model card")
     _screenshot(page, "serve_colorize.jpg")
+    page.click("#card-box button")  # the model card opens under the page
+    page.wait_for_selector("#model-card >> text=Model card: unet_gan")
+    page.click("#card-box button")
 
     # a phone-size screen: everything fits the width, nothing scrolls sideways
     page.set_viewport_size({"width": 390, "height": 844})
