@@ -165,6 +165,13 @@ def test_api_options_are_the_declared_ones(app):
         app.api_options("cic", "{")
 
 
+def test_bounded_queue(app):
+    fns = {f.api_name: f for f in app.demo.fns.values()}
+    for name in ("colorize", "colorize_page"):  # the page and the API share one limit on model work
+        assert fns[name].concurrency_limit == app.config.workers and fns[name].concurrency_id == "models"
+    assert app.demo._queue.max_size == app.config.queue_size
+
+
 def test_page_controls_come_from_declared_options(app):
     from tinct.methods import get_method
 
