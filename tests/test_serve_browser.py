@@ -140,6 +140,15 @@ def test_model_switch_shows_its_generated_controls(server, page):
     page.wait_for_selector("#model >> text=method bigcolor")  # the model card's summary follows the model
     page.click("#card-box button")
     page.wait_for_selector("#model-card >> text=Model card: bigcolor")
+    # the generated controls reach the method: 2 samples -> 2 results
+    page.fill("#opt-bigcolor-samples input[type=number]", "2")
+    page.press("#opt-bigcolor-samples input[type=number]", "Tab")
+    page.set_input_files("#upload input[type=file]", [str(EXAMPLES / "coffee.jpg")])
+    page.wait_for_selector("#upload >> text=coffee")
+    page.click("#colorize")
+    page.wait_for_selector("#download-png", state="visible")
+    assert page.locator("#gallery img").count() == 2
+    assert "coffee_s0.png" in page.inner_text("#gallery") and "coffee_s1.png" in page.inner_text("#gallery")
 
 
 def test_oversize_upload_gets_a_message(server, page, tmp_path):

@@ -153,9 +153,6 @@ class TinctApp:
         for name in names:
             if name not in self.colorizers:
                 self.colorizers[name] = Colorizer(name, device=config.device, size=config.size)
-        self.root = Path(tempfile.mkdtemp(prefix="tinct-serve-")).resolve()
-        self.jobs = self.root / "results"
-        self.jobs.mkdir()
         self.demo = None
         self.study = None
         self.recorder = None
@@ -165,6 +162,9 @@ class TinctApp:
             self.study = StudyPhotos(config.study_dir, self.colorizers, display_size=config.display_size,
                                      max_pixels=config.max_pixels)
             self.recorder = StudyRecorder(config.study_csv)
+        self.root = Path(tempfile.mkdtemp(prefix="tinct-serve-")).resolve()  # last: nothing above can leak it
+        self.jobs = self.root / "results"
+        self.jobs.mkdir()
         self._rng = np.random.default_rng(config.seed)
         self._rng_lock = threading.Lock()
 
