@@ -606,7 +606,10 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 7860) -> int
         print(f"tinct serve: http://{'[' + host + ']' if ':' in host else host}:{port}"
               + ("  (study: /study, answers -> " + str(Path(config.study_csv).resolve()) + ")" if app.study else ""),
               file=sys.stderr)
-        app.launch(host, port, block=True)
+        try:
+            app.launch(host, port, block=True)
+        except OSError as exc:  # port taken, address not on this machine
+            raise ValueError(f"cannot serve on {host}:{port}: {exc}") from None
     finally:
         app.close()
     return 0
