@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .io import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from .io import ImageReadError, read_image
 from .methods import InferenceOption
 
 log = logging.getLogger(__name__)
