@@ -105,7 +105,9 @@ def test_train_cli_with_feature_cache_resumes_and_exports(shard, tmp_path):
     stamp = built[0].stat().st_mtime_ns
     assert main(args[:-2] + ["--set", "steps=5", "--resume"]) == 0
     assert list(cache.glob("*/meta.json")) == built and built[0].stat().st_mtime_ns == stamp  # the resumed run reuses it
-    assert load_checkpoint(tmp_path / "run")["step"] == 5
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt["step"] == 5
+    assert ckpt["data_images"] == len(ColorizationDataset([str(shard)], DataConfig(image_size=32)))  # images, not cached crops
     assert main(["export", str(tmp_path / "run"), "--name", "cu", "--dest", str(tmp_path / "w")]) == 0
     from tinct.pipeline import Colorizer
     from conftest import color_image

@@ -67,6 +67,7 @@ class FeatureCache(Dataset):
         if views < 1:
             raise ValueError(f"feature cache: views must be >= 1, got {views}")
         self.base = base
+        self.images = len(base)
         self.dropped_gray = base.dropped_gray
         self.views = views
         key = self._fingerprint(base, views, encoder_key)

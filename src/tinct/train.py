@@ -258,7 +258,7 @@ def train(
                 "ema": ema.module.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
                 "data": [str(p) for p in options.data],
-                "data_images": len(dataset),
+                "data_images": getattr(dataset, "images", len(dataset)),  # a feature cache holds several crops per image
                 "data_dropped_gray": dataset.dropped_gray,
             },
             ckpt_path,

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: the model used when none is named (``--model default``)
-DEFAULT_MODEL = "unet_gan"
+DEFAULT_MODEL = "cic"
 
 
 class WeightsError(ValueError):
