@@ -2,7 +2,7 @@
 
     python benchmarks/speed.py [--model default] [--repeats 5]
 
-For each size (512x512 and 4000x3000) a fresh process loads the model, colorizes a gray
+For each size (512x512, 4000x3000, and thin strips of 3x50000 and 50000x3) a fresh process loads the model, colorizes a gray
 photo built from a bundled example (resized to that size) and reports the median seconds
 of the in-memory colorization (``Colorizer.colorize``), the median seconds of the whole
 file-to-file job (read JPEG, colorize, write PNG) and the process's peak RSS.
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
-SIZES = [(512, 512), (4000, 3000)]
+SIZES = [(512, 512), (4000, 3000), (3, 50000), (50000, 3)]  # the thin strips bound peak memory (issue 14)
 
 
 def worker(model: str, width: int, height: int, repeats: int) -> dict:

@@ -225,3 +225,28 @@ def test_semantic_view_comes_from_the_full_resolution_image(tmp_path, monkeypatc
     assert view.shape == (64, 64)  # the whole image squeezed to the square view, not the 32 x 48 working copy
     assert view[:, 34:].min() > 0.99 and view[:, :10].max() < 0.01 and view[:, 16:28].max() < 0.01
     assert view[:, 12:15].max() > 0.6
+
+
+@pytest.mark.parametrize("shape", [(3, 5000), (5000, 3), (1, 1), (300, 451)])
+def test_working_image_is_bounded_for_thin_strips(tiny_model, shape):
+    """A 3 x 50000 strip used to grow to ~1.6 M px at the working size (killed at 24 GB)."""
+    from tinct.pipeline import MAX_WORKING_ASPECT, Colorizer
+
+    c = Colorizer(str(tiny_model), device="cpu", size=32)
+    seen = []
+    original = c.method.predict_ab
+    c.method.predict_ab = lambda lightness, **kw: (seen.append(tuple(lightness.shape[-2:])), original(lightness, **kw))[1]
+    out = c.colorize(np.full(shape, 0.5, dtype=np.float32))
+    assert out.size == (shape[1], shape[0])
+    h, w = seen[0]
+    assert max(h, w) <= MAX_WORKING_ASPECT * 32 and min(h, w) >= 1
+    if max(shape) / min(shape) <= MAX_WORKING_ASPECT:
+        assert min(h, w) == 32
+
+
+@pytest.mark.parametrize("size", [0, 8, 5000])
+def test_working_size_out_of_range_is_refused(tiny_model, size):
+    from tinct.pipeline import Colorizer
+
+    with pytest.raises(ValueError, match="out of range"):
+        Colorizer(str(tiny_model), device="cpu", size=size)

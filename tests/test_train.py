@@ -281,3 +281,24 @@ def test_semantic_view_fine_tune_starts_from_the_trained_outputs_and_learns_the_
     assert semantic.generator.fuse.weight.abs().sum() > 0
     assert all(torch.equal(a, b) for a, b in zip(before, frozen.parameters()))  # the recognizer stays ImageNet's
     assert "semantic" not in " ".join(semantic.state_dict())  # and is not saved with the model
+
+
+def test_export_never_clobbers_and_never_writes_into_the_package_by_default(shard, tmp_path, monkeypatch):
+    from tinct.weights import weights_dir
+
+    out = tmp_path / "run"
+    assert run_train(shard, out) == 0
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in weights_dir().iterdir())
+    assert main(["export", str(out), "--name", "unet_gan"]) == 0  # a shipped model's name: written here, not there
+    assert sorted(p.name for p in weights_dir().iterdir()) == before
+    written = tmp_path / "unet_gan.safetensors"
+    assert written.exists() and (written.stat().st_mode & 0o777) == 0o644
+    stamp = written.stat().st_mtime_ns
+    assert main(["export", str(out), "--name", "unet_gan"]) == 2  # exists: refused
+    assert written.stat().st_mtime_ns == stamp
+    assert main(["export", str(out), "--name", "unet_gan", "--force"]) == 0
+    assert main(["export", str(out), "--name", "brand_new", "--dest", str(weights_dir())]) == 2  # the package: refused
+    assert not (weights_dir() / "brand_new.safetensors").exists()
+    card = (tmp_path / "unet_gan.md").read_text()
+    assert f"Data: {shard.parent.name}/{shard.name}" in card

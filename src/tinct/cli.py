@@ -83,7 +83,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="turn a training run into a shippable .safetensors + model card")
     p.add_argument("run", help="run directory or checkpoint file")
     p.add_argument("--name", required=True, help="model name")
-    p.add_argument("--dest", default=None, help="folder to write to (default: the package's weights folder)")
+    p.add_argument("--dest", default=None, help="folder to write to (default: the current folder)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files (and allow the package's own weights folder)")
     p.add_argument("--metrics", default=None, help="JSON from `tinct eval --json` to put in the model card")
     p.add_argument("--working-size", type=int, default=None, help="default working resolution stored with the model")
     p.add_argument("--notes", default="", help="free text for the model card")
@@ -233,7 +234,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         with open(args.metrics, encoding="utf-8") as f:
             metrics = json.load(f)
     path = export_run(args.run, args.name, dest=args.dest, metrics=metrics, working_size=args.working_size, notes=args.notes,
-                      pretrained_mix=args.pretrained_mix)
+                      pretrained_mix=args.pretrained_mix, force=args.force)
     print(path)
     return 0
 

@@ -32,6 +32,19 @@ __all__ = ["Colorizer", "colorize", "colorize_files", "BatchSummary", "guided_up
 
 # rows of the full-resolution image converted at once: bounds memory on huge photos
 _CHUNK_PIXELS = 2_000_000
+#: largest working resolution (short side) a Colorizer accepts
+MAX_WORKING_SIZE = 1024
+#: the working image's long side is at most this many times the working size: a thin strip
+#: (3 x 50000 px) is seen whole at a smaller scale instead of growing to millions of pixels
+MAX_WORKING_ASPECT = 4
+
+
+def working_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """(h, w) the network sees for an input of ``height`` x ``width``: the short side scaled to
+    ``size``, unless that makes the long side exceed ``MAX_WORKING_ASPECT * size``, in which case
+    the long side is scaled to that bound (so at most ``MAX_WORKING_ASPECT * size**2`` pixels)."""
+    scale = min(size / min(height, width), MAX_WORKING_ASPECT * size / max(height, width))
+    return max(round(height * scale), 1), max(round(width * scale), 1)
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -99,7 +112,9 @@ class Colorizer:
         model: shipped model name (``"default"``), or a path to an exported ``.safetensors``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
         size: working resolution: the short side, in pixels, of the image the network sees
-            (default: the model's own, chosen by measurement on the dev set).
+            (default: the model's own, chosen on validation data); 16 to ``MAX_WORKING_SIZE``.
+            Images more than ``MAX_WORKING_ASPECT`` times longer than wide are seen with their
+            long side at that multiple of ``size`` (see :func:`working_shape`).
     """
 
     def __init__(self, model: str = "default", device: str = "auto", size: int | None = None):
@@ -112,9 +127,9 @@ class Colorizer:
                              "try `tinct sample` with it")
         self.method.to(memory_format=torch.channels_last)
         self.model_name = model
-        self.size = int(size or self.info.get("working_size") or 256)
-        if self.size < 16:
-            raise ValueError(f"working size {self.size} is too small (minimum 16)")
+        self.size = int(size) if size is not None else int(self.info.get("working_size") or 256)
+        if not 16 <= self.size <= MAX_WORKING_SIZE:
+            raise ValueError(f"working size {self.size} is out of range (16 to {MAX_WORKING_SIZE} px)")
 
     def resolve_options(self, options: dict) -> dict:
         """User-level options -> the method's: ``class`` (ImageNet name or index) becomes
@@ -144,8 +159,7 @@ class Colorizer:
             uint8 [H, W, 3] sRGB whose lightness is the input's.
         """
         height, width = gray.shape
-        scale = self.size / min(height, width)
-        work_w, work_h = max(round(width * scale), 1), max(round(height * scale), 1)
+        work_h, work_w = working_shape(height, width, self.size)
         gray_img = Image.fromarray(np.ascontiguousarray(gray, dtype=np.float32))
         work = np.asarray(gray_img.resize((work_w, work_h), Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
         gray_low = torch.from_numpy(np.clip(work, 0, 1))[None, None].to(self.device)

@@ -133,10 +133,14 @@ def load_model(name_or_path: str = "default", device: str | torch.device = "cpu"
 def export_run(
     run: str | os.PathLike, name: str, dest: str | os.PathLike | None = None,
     metrics: dict[str, Any] | None = None, working_size: int | None = None, notes: str = "",
-    pretrained_mix: float | None = None,
+    pretrained_mix: float | None = None, force: bool = False,
 ) -> Path:
     """Write the EMA inference weights of a training run as ``DEST/NAME.safetensors`` (fp16)
     with ``NAME.json`` and ``NAME.md`` model cards; returns the weights path.
+
+    ``dest`` defaults to the current folder, never the installed package; existing files, and
+    the package's own weights folder, need ``force`` (how maintainers ship a model:
+    ``--dest src/tinct/weights --force``). Files are written world-readable (0644).
 
     ``pretrained_mix`` = alpha in (0, 1): a weight-space ensemble of the fine-tuned and the
     pretrained weights (WiSE-FT, Wortsman et al. 2022): every weight that starts from a
@@ -147,8 +151,14 @@ def export_run(
     """
     from ..train import load_checkpoint
 
+    dest = Path(dest) if dest else Path.cwd()
+    targets = [dest / f"{name}{suffix}" for suffix in (".safetensors", ".json", ".md")]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        raise FileExistsError(f"{existing[0]} exists: pass --force to overwrite it")
+    if not force and dest.resolve() == weights_dir().resolve():
+        raise FileExistsError(f"{dest}: that is the installed package's weights folder; pass --force to write there")
     ckpt = load_checkpoint(run)
-    dest = Path(dest) if dest else weights_dir()
     dest.mkdir(parents=True, exist_ok=True)
     ema = ckpt["ema"]
     config = ckpt["config"]
@@ -160,6 +170,7 @@ def export_run(
     path = dest / f"{name}.safetensors"
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     n_params = sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)
     card = {
@@ -267,7 +278,7 @@ def render_card(card: dict[str, Any]) -> str:
         "",
         "## Training",
         "",
-        f"- Data: {', '.join(f'{Path(p).parent.name}/{Path(p).name}' for p in (t.get('data') or [])) or 'unknown'}",
+        f"- Data: {', '.join(_short_path(p) for p in (t.get('data') or [])) or 'unknown'}",
         f"- Images after the low-colorfulness filter: {t.get('images')} ({t.get('dropped_low_colorfulness')} dropped)",
         f"- Steps: {t['steps']} at batch {t['batch_size']}, crops of {t['image_size']}x{t['image_size']}",
     ]
@@ -296,6 +307,12 @@ def render_card(card: dict[str, Any]) -> str:
     if card.get("notes"):
         lines += ["", "## Notes", "", card["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _short_path(path: str) -> str:
+    """``parent/name`` of a data path as given (``train200/`` -> ``train200``)."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
 
 
 def format_value(value: Any) -> str:
