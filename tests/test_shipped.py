@@ -51,3 +51,30 @@ def test_models_listing(capsys):
     assert main(["models", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert "unet_gan" in listing["methods"] and listing["models"]
+
+
+def test_damaged_weights_without_a_card_are_refused(tiny_model, tmp_path, capsys):
+    """NaN in a tensor used to load silently, then crash a batch with an IndexError."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from tinct.cli import main
+    from tinct.weights import WeightsError, load_model
+
+    with safe_open(str(tiny_model), framework="pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 4)
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] = float("nan")
+    bad = tmp_path / "bad.safetensors"
+    save_file(state, str(bad), metadata=meta)
+    with pytest.raises(WeightsError, match="NaN or infinite"):
+        load_model(str(bad))
+    src = tmp_path / "in.png"
+    from PIL import Image
+
+    Image.new("L", (20, 20), 128).save(src)
+    assert main(["colorize", str(src), "-o", str(tmp_path / "out"), "--model", str(bad), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.safetensors" in err[0] and "NaN" in err[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

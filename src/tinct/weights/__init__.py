@@ -98,6 +98,9 @@ def load_inference_state(name_or_path: str) -> tuple[dict[str, torch.Tensor], di
         raise WeightsError(f"{path}: cannot read weights ({exc})") from None
     if "method" not in meta or "config" not in meta:
         raise WeightsError(f"{path}: not a tinct weights file (metadata lacks method/config)")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise WeightsError(f"{path}: weight {bad!r} holds NaN or infinite values (a damaged file)")
     info = {
         "method": meta["method"],
         "config": json.loads(meta["config"]),
@@ -125,8 +128,16 @@ def load_model(name_or_path: str = "default", device: str | torch.device = "cpu"
 
     state, info = load_inference_state(name_or_path)
     method = build_method(info["method"], info["config"], pretrained=False)
-    method.inference_module().load_state_dict(state)
+    try:
+        method.inference_module().load_state_dict(state)
+    except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
+        raise WeightsError(f"{info['path']}: weights do not fit a {info['method']!r} model ({str(exc).splitlines()[0]})") from None
     method.to(device).eval()
+    if method.is_colorizer:
+        with torch.inference_mode():
+            probe = method.predict_ab(torch.linspace(0, 100, 48 * 48, device=device).view(1, 1, 48, 48))
+        if not torch.isfinite(probe).all():
+            raise WeightsError(f"{info['path']}: the model gives NaN or infinite colors (damaged weights)")
     return method, info
 
 
