@@ -250,3 +250,16 @@ def test_working_size_out_of_range_is_refused(tiny_model, size):
 
     with pytest.raises(ValueError, match="out of range"):
         Colorizer(str(tiny_model), device="cpu", size=size)
+
+
+def test_a_folder_colorized_into_itself_twice_never_takes_its_outputs_as_inputs(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "same"
+    folder.mkdir()
+    for i in range(2):
+        color_image(30, 20, seed=i).convert("L").save(folder / f"p{i}.jpg")
+    argv = ["colorize", str(folder), "-o", str(folder), "--model", str(tiny_model), "--size", "32", "--no-progress"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "done 2, skipped 0, failed 0"
+    assert main(argv) == 0  # used to colorize p0.png into p0_png.png and fail the real inputs
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "done 0, skipped 2, failed 0"
+    assert sorted(p.name for p in folder.iterdir()) == ["p0.jpg", "p0.png", "p1.jpg", "p1.png"]

@@ -24,6 +24,7 @@ import pytest
 from PIL import Image
 
 from conftest import color_image
+from tinct.weights import DEFAULT_MODEL
 
 CHROMIUM = os.environ.get("TINCT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -118,7 +119,7 @@ def test_upload_colorize_download(server, page, tmp_path):
     assert sorted(zipfile.ZipFile(archive).namelist()) == ["chelsea.png", "rocket.png"]
     _screenshot(page, "serve_colorize.jpg")
     page.click("#card-box button")  # the model card opens under the page
-    page.wait_for_selector("#model-card >> text=Model card: unet_gan")
+    page.wait_for_selector(f"#model-card >> text=Model card: {DEFAULT_MODEL}")  # "default" shows the default's card
     page.click("#card-box button")
 
     # a phone-size screen: everything fits the width, nothing scrolls sideways

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-__all__ = ["ImageReadError", "LoadedImage", "read_image", "write_image", "write_text_atomic", "DEFAULT_MAX_PIXELS", "open_image"]
+__all__ = ["ImageReadError", "LoadedImage", "read_image", "write_image", "write_text_atomic", "DEFAULT_MAX_PIXELS", "open_image",
+           "is_tinct_output", "OUTPUT_MARK"]
 
 #: Larger images are refused unless the limit is raised (``--max-pixels``): 250 MP is a
 #: 20000x12500 scan, far beyond cameras, and needs about 4 GB to process.
@@ -156,8 +157,23 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
         raise ImageReadError(path, f"cannot convert image mode {im.mode} ({exc})") from None
 
 
+#: written into every PNG (``Software`` text) and JPEG (comment) tinct writes, so that a folder
+#: colorized into itself never takes the outputs of an earlier run as new inputs
+OUTPUT_MARK = "tinct"
+
+
+def is_tinct_output(path: str | os.PathLike) -> bool:
+    """True when ``path`` is an image tinct wrote (reads the header only)."""
+    try:
+        with Image.open(path) as im:
+            return im.info.get("Software") == OUTPUT_MARK or im.info.get("comment") == OUTPUT_MARK.encode()
+    except Exception:  # noqa: BLE001 - unreadable files are reported when they are read as inputs
+        return False
+
+
 def write_image(image: Image.Image, path: str | os.PathLike, force: bool = False, quality: int = 95) -> Path:
     """Write ``image`` atomically; the format follows the suffix (.png, .jpg/.jpeg, .webp, .tif).
+    PNG and JPEG outputs carry :data:`OUTPUT_MARK`.
 
     Raises FileExistsError when ``path`` exists and ``force`` is False. JPEG has no alpha:
     an RGBA image is written as RGB there.
@@ -174,9 +190,11 @@ def write_image(image: Image.Image, path: str | os.PathLike, force: bool = False
     if fmt == "JPEG":
         if image.mode == "RGBA":
             image = image.convert("RGB")
-        options = {"quality": quality, "subsampling": 0}
+        options = {"quality": quality, "subsampling": 0, "comment": OUTPUT_MARK.encode()}
     elif fmt == "PNG":
-        options = {"compress_level": 3}
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", OUTPUT_MARK)
+        options = {"compress_level": 3, "pnginfo": info}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from .color import gray_to_lightness, lab_to_srgb8
 from .data import IMAGE_SUFFIXES
-from .io import ImageReadError, LoadedImage, open_image, read_image, to_loaded_image, write_image
+from .io import ImageReadError, LoadedImage, is_tinct_output, open_image, read_image, to_loaded_image, write_image
 from .weights import load_model
 
 log = logging.getLogger(__name__)
@@ -240,9 +240,12 @@ def _expand_inputs(inputs: Iterable[str]) -> list[tuple[Path, Path]]:
         for m in matches:
             p = Path(m)
             if p.is_dir():
-                for f in sorted(p.rglob("*")):
-                    if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."):
-                        pairs.append((f, f.relative_to(p).with_suffix("")))
+                found = [f for f in sorted(p.rglob("*"))
+                         if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+                outputs = [f for f in found if is_tinct_output(f)]
+                if outputs:
+                    log.info("%s: %d image(s) written by tinct left out (outputs are never inputs)", p, len(outputs))
+                pairs.extend((f, f.relative_to(p).with_suffix("")) for f in found if f not in set(outputs))
             else:
                 pairs.append((p, Path(p.stem)))
     return pairs
