@@ -263,3 +263,22 @@ def test_a_folder_colorized_into_itself_twice_never_takes_its_outputs_as_inputs(
     assert main(argv) == 0  # used to colorize p0.png into p0_png.png and fail the real inputs
     assert capsys.readouterr().out.strip().splitlines()[-1] == "done 0, skipped 2, failed 0"
     assert sorted(p.name for p in folder.iterdir()) == ["p0.jpg", "p0.png", "p1.jpg", "p1.png"]
+
+
+def test_unknown_ill_typed_or_out_of_range_options_are_refused(tiny_model, tmp_path, capsys):
+    """`class_="goldfish"`, `temperature=-1` and `--samples` on a model without them used to be ignored."""
+    c = Colorizer(str(tiny_model), device="cpu", size=32)  # unet_gan: no options
+    with pytest.raises(ValueError, match="has no option 'class_'; its options: none"):
+        c.colorize(np.zeros((8, 8), np.float32), class_="goldfish")
+    cic = Colorizer("cic", device="cpu", size=32)
+    with pytest.raises(ValueError, match="out of range"):
+        cic.colorize(np.zeros((8, 8), np.float32), temperature=-1)
+    with pytest.raises(ValueError, match="expected a number"):
+        cic.colorize(np.zeros((8, 8), np.float32), temperature="hot")
+    with pytest.raises(ValueError, match="its options: temperature"):
+        cic.colorize(np.zeros((8, 8), np.float32), samples=3)
+    src = tmp_path / "a.png"
+    color_image(20, 20).convert("L").save(src)
+    assert main(["colorize", str(src), "-o", str(tmp_path / "o"), "--model", "cic", "--samples", "3", "--no-progress"]) == 2
+    assert "has no option 'samples'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -658,10 +658,14 @@ def evaluate_cli(args) -> int:
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     models: dict[str, Callable] = {}
     options = dict(getattr(args, "method_options", None) or {})
-    label = "".join(f" {k}={v}" for k, v in options.items())
     for name in args.model:
         colorizer = Colorizer(name, device=device, size=args.size)
-        _suffix, resolved = colorizer.variants(dict(options))[0]
+        declared = {o.name for o in colorizer.method.inference_options}
+        own = {k: v for k, v in options.items() if k in declared}  # each model takes the options its method has
+        if options and not own:
+            log.warning("%s: its method has none of the options %s; scored without them", name, ", ".join(options))
+        label = "".join(f" {k}={v}" for k, v in own.items())
+        _suffix, resolved = colorizer.variants(dict(own))[0]
         models[name + label] = lambda sample, c=colorizer, o=resolved: c.colorize_gray(gray_of(sample.gt), **o)
     if args.pred:
         models[Path(args.pred).name or "pred"] = _pred_dir_model(args.pred)

@@ -135,6 +135,7 @@ class Colorizer:
         """User-level options -> the method's: ``class`` (ImageNet name or index) becomes
         ``class_index``; ``reference`` (a color image file) becomes ``reference_rgb`` [1, 3, h, w]."""
         options = {k: v for k, v in options.items() if v is not None}
+        self.check_options(options)
         if "class" in options:
             from .nets.efficientnet import resolve_class
 
@@ -144,6 +145,21 @@ class Colorizer:
             ref.thumbnail((512, 512))
             options["reference_rgb"] = torch.from_numpy(np.asarray(ref, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
         return options
+
+    def check_options(self, options: dict) -> None:
+        """Raise ValueError for an option the model's method does not declare, of the wrong
+        type, or out of its declared range (the message names the method's options)."""
+        declared = {o.name: o for o in self.method.inference_options}
+        for key, value in options.items():
+            if key not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                raise ValueError(f"model {self.model_name!r} ({self.info['method']}) has no option {key!r}; its options: {known}")
+            opt = declared[key]
+            if opt.type in ("float", "int"):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or (opt.type == "int" and not float(value).is_integer()):
+                    raise ValueError(f"option {key!r}: expected {'an integer' if opt.type == 'int' else 'a number'}, got {value!r}")
+                if (opt.min is not None and value < opt.min) or (opt.max is not None and value > opt.max):
+                    raise ValueError(f"option {key!r}: {value} is out of range ({opt.min} to {opt.max})")
 
     def variants(self, options: dict) -> list[tuple[str, dict]]:
         """The outputs one input yields: ``[(file-name suffix, options), ...]`` (see the method)."""

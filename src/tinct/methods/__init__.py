@@ -37,6 +37,8 @@ class InferenceOption:
     ``"reference"``, ``"temperature"``...); ``type`` is ``"float"``, ``"int"``, ``"str"``,
     ``"class"`` (an ImageNet class name or index) or ``"image"`` (a color image file);
     ``default`` None means "the method decides" (e.g. the class read from the input).
+    :meth:`tinct.Colorizer.check_options` refuses undeclared names, wrong types and values
+    outside ``min``..``max``.
     """
 
     name: str

@@ -140,7 +140,7 @@ class BigColor(ColorizationMethod):
         InferenceOption("class", "class", None, "ImageNet class to colorize as (name or index; empty: read from the gray input)"),
         InferenceOption("reference", "image", None, "take the class from this color photo instead"),
         InferenceOption("samples", "int", 1, "number of outputs, each from a different random code z", min=1, max=16, step=1),
-        InferenceOption("sigma", "float", 0.8, "std of the random code z ~ N(0, sigma^2 I)", min=0.0, max=2.0, step=0.05),
+        InferenceOption("sigma", "float", 0.8, "std of the random code z ~ N(0, sigma^2 I)", min=0.0, max=10.0, step=0.05),
         InferenceOption("top_k", "int", 1, "one output per each of the K most probable classes of the input",
                         min=1, max=5, step=1),
         InferenceOption("seed", "int", 0, "seed of the first random code", min=0, max=2**31 - 1, step=1),
