@@ -282,3 +282,26 @@ def test_unknown_ill_typed_or_out_of_range_options_are_refused(tiny_model, tmp_p
     assert main(["colorize", str(src), "-o", str(tmp_path / "o"), "--model", "cic", "--samples", "3", "--no-progress"]) == 2
     assert "has no option 'samples'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_rough_edges(tiny_model, tmp_path, capsys, shard):
+    """--reference to a missing file, gray-only training data, --threads, `tinct models | head`."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "a.png"
+    color_image(20, 20).convert("L").save(src)
+    assert main(["colorize", str(src), "-o", str(tmp_path / "o"), "--model", "bigcolor", "--reference",
+                 str(tmp_path / "missing.png"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.png" in err[0]
+    gray_only = tmp_path / "gray"
+    gray_only.mkdir()
+    for i in range(3):
+        color_image(40, 40, seed=i).convert("L").convert("RGB").save(gray_only / f"g{i}.png")
+    assert main(["train", "unet_gan", "--data", str(gray_only), "--out", str(tmp_path / "run"), "--workers", "0",
+                 "--no-progress", "--set", "steps=1"]) == 2
+    assert "no color images to train on (3 dropped" in capsys.readouterr().err
+    assert main(["colorize", str(src), "-o", str(tmp_path / "t"), "--model", str(tiny_model), "--threads", "1", "--no-progress"]) == 0
+    proc = subprocess.run(f"{sys.executable} -m tinct models | true", shell=True, capture_output=True, text=True)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr

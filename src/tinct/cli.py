@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 __all__ = ["main"]
@@ -35,6 +36,8 @@ def _add_colorize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--max-pixels", type=int, default=None, help="refuse images larger than this many pixels (default: 250 million)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default; 1 is fastest when other work shares the CPU)")
     _add_method_options(p)
 
 
@@ -61,7 +64,7 @@ def method_options(args: argparse.Namespace) -> dict:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a method on folders or tar shards")
-    p.add_argument("method", help="method name (see `tinct models --methods`)")
+    p.add_argument("method", help="method name (see `tinct models`)")
     p.add_argument("--data", nargs="+", required=True, help="training folders, shards or globs")
     p.add_argument("--val-data", nargs="*", default=[], help="images for the sample grids (default: the first training images)")
     p.add_argument("--out", required=True, help="run directory (checkpoint, log, samples)")
@@ -202,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_colorize(args: argparse.Namespace) -> int:
     from .pipeline import Colorizer, colorize_files
 
+    if args.threads < 0:
+        raise ValueError(f"--threads must be 0 (default) or more, got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     colorizer = Colorizer(args.model, device=args.device, size=args.size)
     summary = colorize_files(
         colorizer, args.inputs, args.out, fmt=args.format, force=args.force,
@@ -355,12 +364,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with eval results
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from .io import ImageReadError
+
     try:
-        return COMMANDS[args.command](args)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, ImageReadError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"tinct {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `tinct models | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

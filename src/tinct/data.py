@@ -191,6 +191,9 @@ class ColorizationDataset(Dataset):
         self.unreadable = 0
         if self.config.min_colorfulness > 0:
             records = self._drop_gray(records)
+        if not records:
+            raise ValueError(f"{sources}: no color images to train on ({self.dropped_gray} dropped as colorfulness < "
+                             f"{self.config.min_colorfulness:g}, {self.unreadable} unreadable)")
         self.records = records
         log.info(
             "data: %d images (%d dropped as colorfulness < %.1f, %d unreadable)",
