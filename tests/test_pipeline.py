@@ -305,3 +305,39 @@ def test_cli_rough_edges(tiny_model, tmp_path, capsys, shard):
     assert main(["colorize", str(src), "-o", str(tmp_path / "t"), "--model", str(tiny_model), "--threads", "1", "--no-progress"]) == 0
     proc = subprocess.run(f"{sys.executable} -m tinct models | true", shell=True, capture_output=True, text=True)
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr
+
+
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_an_interrupted_batch_prints_its_summary_and_leaves_no_temporary_files(tiny_model, tmp_path, capsys, monkeypatch, how):
+    import os
+    import signal
+
+    from tinct.pipeline import Colorizer as C
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        color_image(24, 24, seed=i).convert("L").save(src / f"p{i}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".p2.png.tmp-999999999"  # left by a killed earlier run (no such process)
+    stale.write_bytes(b"partial")
+    calls = []
+    original = C.colorize_loaded
+
+    def colorize_loaded(self, loaded, **opts):
+        calls.append(1)
+        if len(calls) == 2:  # the signal arrives while the second image is being colorized
+            if how == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)
+            raise KeyboardInterrupt
+        return original(self, loaded, **opts)
+
+    monkeypatch.setattr(C, "colorize_loaded", colorize_loaded)
+    code = main(["colorize", str(src), "-o", str(out), "--model", str(tiny_model), "--size", "32", "--no-progress"])
+    assert code == 130
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("interrupted: done 1, skipped 0, failed 0")
+    assert sorted(p.name for p in out.iterdir()) == [".p2.png.tmp-999999999", "p0.png"]
+    monkeypatch.setattr(C, "colorize_loaded", original)
+    assert main(["colorize", str(src), "-o", str(out), "--model", str(tiny_model), "--size", "32", "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png", "p2.png"]  # resumed; the stale file removed

@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 
 __all__ = ["main"]
@@ -212,10 +213,22 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     colorizer = Colorizer(args.model, device=args.device, size=args.size)
-    summary = colorize_files(
-        colorizer, args.inputs, args.out, fmt=args.format, force=args.force,
-        max_pixels=args.max_pixels, progress=not args.no_progress, **method_options(args),
-    )
+
+    def stop(_signum, _frame):  # SIGTERM ends the batch like Ctrl-C: the file being written is removed
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        summary = colorize_files(
+            colorizer, args.inputs, args.out, fmt=args.format, force=args.force,
+            max_pixels=args.max_pixels, progress=not args.no_progress, **method_options(args),
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if summary.interrupted:
+        print(f"interrupted: done {summary.done}, skipped {summary.skipped}, failed {summary.failed} "
+              "(run the same command again to resume)")
+        return 130
     print(f"done {summary.done}, skipped {summary.skipped}, failed {summary.failed}")
     return 1 if summary.failed else 0
 

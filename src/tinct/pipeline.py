@@ -103,6 +103,7 @@ class BatchSummary:
     failed: int = 0
     failures: list[str] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM; what was written is complete
 
 
 class Colorizer:
@@ -288,40 +289,67 @@ def colorize_files(
         from tqdm import tqdm
 
         bar = tqdm(total=len(pairs), unit="img", file=sys.stderr, dynamic_ncols=True)
-    for path, rel in pairs:
-        target = out_dir / rel.with_name(f"{rel.name}.{fmt}")
-        n = 1
-        while target in taken:  # x.jpg and x.png (or a/x.jpg and b/x.jpg) in one batch: keep all
-            n += 1
-            target = target.with_name(f"{rel.name}_{path.suffix.lstrip('.').lower()}{n if n > 2 else ''}.{fmt}")
-        taken[target] = path
-        targets = [target.with_name(f"{target.stem}{suffix}{target.suffix}") for suffix, _ in variants]
-        try:
-            for t in targets:
-                if t.resolve() in input_paths:
-                    raise ImageReadError(path, f"output {t} would overwrite an input; choose another -o")
-            if all(t.exists() for t in targets) and not force:
-                summary.skipped += 1
-                continue
-            loaded = read_image(path, max_pixels=max_pixels)
-            if loaded.was_color:
-                log.warning("%s: color input; colorizing its luminance (its colors are replaced)", path)
-            for t, (_suffix, opts) in zip(targets, variants):
-                if t.exists() and not force:
-                    continue
-                write_image(colorizer.colorize_loaded(loaded, **opts), t, force=force)
-                summary.outputs.append(t)
-            summary.done += 1
-        except (ImageReadError, OSError, ValueError, MemoryError) as exc:
-            message = str(exc) if isinstance(exc, ImageReadError) else f"{path}: {exc.__class__.__name__}: {exc}"
-            summary.failed += 1
-            summary.failures.append(message)
-            if bar is not None:
-                bar.clear()
-            print(f"tinct: error: {message}", file=sys.stderr)
-        finally:
-            if bar is not None:
-                bar.update(1)
+    try:
+        for path, rel in pairs:
+            _colorize_one(colorizer, path, rel, out_dir, fmt, force, max_pixels, variants, input_paths, taken, summary, bar)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into it by the CLI: the partial output was removed
+        summary.interrupted = True
     if bar is not None:
         bar.close()
     return summary
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete ``.NAME.tmp-PID`` files a killed earlier run left beside ``target`` (their PID is gone)."""
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 1)[1])
+            if pid != os.getpid():
+                os.kill(pid, 0)
+                continue  # that process still runs: its file
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError):
+            continue
+        tmp.unlink(missing_ok=True)
+
+
+def _colorize_one(colorizer: Colorizer, path: Path, rel: Path, out_dir: Path, fmt: str, force: bool, max_pixels: int | None,
+                  variants: list, input_paths: set, taken: dict, summary: BatchSummary, bar) -> None:
+    """One input of :func:`colorize_files`: its outputs written (or skipped, or its failure recorded)."""
+    target = out_dir / rel.with_name(f"{rel.name}.{fmt}")
+    n = 1
+    while target in taken:  # x.jpg and x.png (or a/x.jpg and b/x.jpg) in one batch: keep all
+        n += 1
+        target = target.with_name(f"{rel.name}_{path.suffix.lstrip('.').lower()}{n if n > 2 else ''}.{fmt}")
+    taken[target] = path
+    targets = [target.with_name(f"{target.stem}{suffix}{target.suffix}") for suffix, _ in variants]
+    try:
+        for t in targets:
+            if t.resolve() in input_paths:
+                raise ImageReadError(path, f"output {t} would overwrite an input; choose another -o")
+        if all(t.exists() for t in targets) and not force:
+            summary.skipped += 1
+            return
+        loaded = read_image(path, max_pixels=max_pixels)
+        if loaded.was_color:
+            log.warning("%s: color input; colorizing its luminance (its colors are replaced)", path)
+        for t, (_suffix, opts) in zip(targets, variants):
+            if t.exists() and not force:
+                continue
+            _remove_stale_temporaries(t)
+            write_image(colorizer.colorize_loaded(loaded, **opts), t, force=force)
+            summary.outputs.append(t)
+        summary.done += 1
+    except (ImageReadError, OSError, ValueError, MemoryError) as exc:
+        message = str(exc) if isinstance(exc, ImageReadError) else f"{path}: {exc.__class__.__name__}: {exc}"
+        summary.failed += 1
+        summary.failures.append(message)
+        if bar is not None:
+            bar.clear()
+        print(f"tinct: error: {message}", file=sys.stderr)
+    finally:
+        if bar is not None:
+            bar.update(1)
+
+
