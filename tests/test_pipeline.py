@@ -341,3 +341,13 @@ def test_an_interrupted_batch_prints_its_summary_and_leaves_no_temporary_files(t
     monkeypatch.setattr(C, "colorize_loaded", original)
     assert main(["colorize", str(src), "-o", str(out), "--model", str(tiny_model), "--size", "32", "--no-progress"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png", "p2.png"]  # resumed; the stale file removed
+
+
+def test_the_same_input_named_twice_is_colorized_once(tiny_model, tmp_path, capsys):
+    src = tmp_path / "a.png"
+    color_image(20, 20).convert("L").save(src)
+    argv = ["colorize", str(src), str(src), str(tmp_path / "*.png"), "-o", str(tmp_path / "o"), "--model", str(tiny_model),
+            "--size", "32", "--no-progress"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "done 1, skipped 0, failed 0"
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["a.png"]

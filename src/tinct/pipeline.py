@@ -265,7 +265,13 @@ def _expand_inputs(inputs: Iterable[str]) -> list[tuple[Path, Path]]:
                 pairs.extend((f, f.relative_to(p).with_suffix("")) for f in found if f not in set(outputs))
             else:
                 pairs.append((p, Path(p.stem)))
-    return pairs
+    unique, seen = [], set()
+    for path, rel in pairs:  # the same file named twice (a file and its folder, two globs) is colorized once
+        key = path.resolve() if path.exists() else path
+        if key not in seen:
+            seen.add(key)
+            unique.append((path, rel))
+    return unique
 
 
 def colorize_files(
