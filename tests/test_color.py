@@ -103,3 +103,25 @@ def test_differentiable_colorfulness_matches_the_evaluation_statistic():
     gray = (torch.full((1, 3, 8, 8), 0.5)).requires_grad_()
     colorfulness(gray).sum().backward()
     assert torch.isfinite(gray.grad).all()
+
+
+def test_bound_chroma_keeps_colors_displayable_and_leaves_displayable_ones_alone():
+    """Dark regions used to get saturated blotches of another hue from per-channel clipping."""
+    from tinct.color import bound_chroma, lab_to_linear, max_chroma_table, rgb_to_lab
+
+    table = max_chroma_table()
+    assert table[0].max() < 0.01 and table[100].max() < 0.01  # black and white hold no chroma
+    assert table[50].min() > 25 and table[50].max() > 100
+    lightness = torch.tensor([2.0, 5.0, 50.0, 97.0]).view(1, 1, 1, 4)
+    ab = torch.tensor([[60.0, -60.0, 60.0, 60.0], [60.0, 60.0, 60.0, 60.0]]).view(1, 2, 1, 4)
+    bounded = bound_chroma(lightness, ab)
+    linear = lab_to_linear(torch.cat([lightness, bounded], 1), clamp=False)
+    assert linear.min() > -0.02 and linear.max() < 1.02  # displayable up to the table's 1-degree steps
+    hue_before = torch.atan2(ab[:, 1], ab[:, 0])
+    hue_after = torch.atan2(bounded[:, 1], bounded[:, 0])
+    assert torch.allclose(hue_before, hue_after, atol=1e-5)  # only the chroma shrinks
+    assert bounded[..., :2].norm(dim=1).max() < 15  # dark pixels: far less chroma than asked
+    rgb = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    lab = rgb_to_lab(rgb)[None]
+    kept = bound_chroma(lab[:, :1], lab[:, 1:])
+    assert (kept - lab[:, 1:]).abs().max() < 2.0  # real sRGB colors: (nearly) untouched

@@ -16,6 +16,8 @@ linear RGB to [0, 1] before gamma encoding (``clamp=True``, the default).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 __all__ = [
@@ -135,12 +137,56 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 def lab_to_linear(lab: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     """Lab [..., 3, H, W] to linear RGB.
 
-    This is the single place where out-of-gamut colors are handled: linear RGB is
-    clipped to [0, 1] (``clamp=True``), which keeps hue direction approximately and
-    never produces values outside [0, 1].
+    Out-of-gamut colors: linear RGB is clipped to [0, 1] (``clamp=True``), which never
+    produces values outside [0, 1]; the pipeline first bounds the chroma to what sRGB can
+    show (:func:`bound_chroma`), so that clipping only removes rounding-level excess.
     """
     linear = _apply_matrix(_RGB_FROM_XYZ, lab_to_xyz(lab))
     return linear.clamp(0.0, 1.0) if clamp else linear
+
+
+_HUE_STEPS = 360
+
+
+@lru_cache(maxsize=1)
+def max_chroma_table() -> torch.Tensor:
+    """Largest chroma sRGB can show at each lightness and hue: [101, 360] float32 (L = 0..100 in
+    steps of 1, hue 0..359 degrees), by bisection on ``lab_to_linear`` without clipping."""
+    lightness = torch.arange(101, dtype=torch.float64)[:, None].expand(101, _HUE_STEPS)
+    hue = torch.deg2rad(torch.arange(_HUE_STEPS, dtype=torch.float64))[None].expand(101, _HUE_STEPS)
+    lo, hi = torch.zeros_like(lightness), torch.full_like(lightness, 200.0)
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lab = torch.stack([lightness, mid * torch.cos(hue), mid * torch.sin(hue)])[:, :, :]  # [3, 101, 360]
+        linear = lab_to_linear(lab, clamp=False)
+        inside = ((linear >= -1e-9) & (linear <= 1 + 1e-9)).all(dim=0)
+        lo, hi = torch.where(inside, mid, lo), torch.where(inside, hi, mid)
+    return lo.float()
+
+
+def bound_chroma(lightness: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """Scale ab down where its chroma exceeds what sRGB can show at that lightness and hue.
+
+    This is where the color pipeline keeps predicted colors displayable: near L = 0 and
+    L = 100 sRGB holds almost no chroma, and clipping an out-of-gamut color channel by channel
+    (:func:`lab_to_linear`) turns a large predicted chroma in a dark corner into a saturated
+    blotch of another hue. Hue and lightness are kept; only the chroma shrinks. The pipeline
+    applies it to the prediction at the working resolution (regions; cheap), before the chroma
+    is upsampled to the full resolution.
+
+    Args:
+        lightness: [B, 1, H, W], L in [0, 100].
+        ab: [B, 2, H, W].
+    Returns:
+        ab [B, 2, H, W] with chroma <= the sRGB limit at (L, hue), looked up at the nearest
+        integer L and degree of hue.
+    """
+    table = max_chroma_table().to(ab.device)
+    chroma = torch.linalg.vector_norm(ab, dim=1, keepdim=True)  # [B, 1, H, W]
+    hue = torch.rad2deg(torch.atan2(ab[:, 1:2], ab[:, 0:1])).round().long() % _HUE_STEPS
+    row = lightness.round().long().clamp(0, 100)
+    limit = table[row, hue]  # [B, 1, H, W]
+    return ab * (limit / chroma.clamp(min=1e-6)).clamp(max=1.0)
 
 
 def lab_to_rgb(lab: torch.Tensor, clamp: bool = True) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .color import gray_to_lightness, lab_to_srgb8
+from .color import bound_chroma, gray_to_lightness, lab_to_srgb8
 from .data import IMAGE_SUFFIXES
 from .io import ImageReadError, LoadedImage, is_tinct_output, open_image, read_image, to_loaded_image, write_image
 from .weights import load_model
@@ -186,6 +186,7 @@ class Colorizer:
             square = np.asarray(gray_img.resize((view, view), Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
             options = {**options, "semantic_gray": torch.from_numpy(np.clip(square, 0, 1))[None, None].to(self.device)}
         ab_low = self.method.predict_ab(lightness_low, **options).float().cpu()  # [1, 2, h, w]
+        ab_low = bound_chroma(lightness_low.float().cpu(), ab_low)  # no chroma sRGB cannot show (dark, bright)
         upsample = guided_upsample(lightness_low.cpu() / 100.0, ab_low, (height, width))
 
         out = np.empty((height, width, 3), dtype=np.uint8)
