@@ -10,12 +10,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["colorize", "Colorizer", "ImageReadError", "__version__"]
+__all__ = ["colorize", "colorize_all", "Colorizer", "ImageReadError", "__version__"]
 
 
 def __getattr__(name: str):
     # lazy: `import tinct` stays cheap for the CLI's --help
-    if name in ("colorize", "Colorizer"):
+    if name in ("colorize", "colorize_all", "Colorizer"):
         from . import pipeline
 
         return getattr(pipeline, name)

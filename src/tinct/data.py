@@ -37,7 +37,7 @@ from .color import colorfulness as torch_colorfulness
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 __all__ = ["ColorizationDataset", "colorfulness", "expand_sources", "index_records", "Record", "DataConfig"]

@@ -10,6 +10,8 @@ the reason. :func:`write_image` never overwrites without ``force`` and writes at
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 __all__ = ["ImageReadError", "LoadedImage", "read_image", "write_image", "write_text_atomic", "DEFAULT_MAX_PIXELS", "open_image",
-           "is_tinct_output", "OUTPUT_MARK"]
+           "is_tinct_output", "output_source", "input_identity", "OUTPUT_MARK"]
 
 #: Larger images are refused unless the limit is raised (``--max-pixels``): 250 MP is a
 #: 20000x12500 scan, far beyond cameras, and needs about 4 GB to process.
@@ -48,6 +50,7 @@ class LoadedImage:
         was_color: True when the input had visible chroma (it is colorized from its luminance)
         path: source path, or None for in-memory images
         mode: the original PIL mode
+        frames: frames or pages in the file (animated GIF, multi-page TIFF); only the first is used
     """
 
     gray: np.ndarray
@@ -55,6 +58,7 @@ class LoadedImage:
     was_color: bool
     path: str | None
     mode: str
+    frames: int = 1
 
     @property
     def size(self) -> tuple[int, int]:
@@ -67,6 +71,13 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
     path = Path(path)
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if not path.exists():
+        if path.is_symlink():
+            try:
+                os.stat(path)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise ImageReadError(path, "symbolic link loop (the link points back to itself)") from None
+            raise ImageReadError(path, f"broken symbolic link (its target {os.readlink(path)!r} does not exist)")
         raise ImageReadError(path, "no such file")
     if path.is_dir():
         raise ImageReadError(path, "is a folder, not an image")
@@ -87,9 +98,11 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
                         "(possible decompression bomb; raise it with --max-pixels / max_pixels=)"
                     )
                 im.load()
+                frames = getattr(im, "n_frames", 1)
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
         im = ImageOps.exif_transpose(im) or im
+        im.info["n_frames"] = frames  # the first frame is decoded; the count survives the transposition
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -121,8 +134,9 @@ def to_loaded_image(im: Image.Image, path: str | None = None) -> LoadedImage:
     """Convert a decoded PIL image of any supported mode to gray luminance + alpha."""
     mode = im.mode
     alpha = None
+    frames = int(im.info.get("n_frames") or getattr(im, "n_frames", 1) or 1)
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return LoadedImage(_high_bit_depth_to_float(im), None, False, path, mode)
+        return LoadedImage(_high_bit_depth_to_float(im), None, False, path, mode, frames)
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif mode in ("1", "L"):
@@ -139,13 +153,13 @@ def to_loaded_image(im: Image.Image, path: str | None = None) -> LoadedImage:
         im = im.convert("RGB")
     if im.mode == "L":
         gray = np.asarray(im, dtype=np.float32) / 255.0
-        return LoadedImage(gray, alpha, False, path, mode)
+        return LoadedImage(gray, alpha, False, path, mode, frames)
     rgb = np.asarray(im, dtype=np.float32) / 255.0
     gray = rgb[..., 0] * 0.2989 + rgb[..., 1] * 0.5870 + rgb[..., 2] * 0.1140
     chroma = np.maximum(np.abs(rgb[..., 0] - rgb[..., 1]), np.abs(rgb[..., 1] - rgb[..., 2]))
     # a color photo: more than 1% of pixels show chroma (JPEG noise on gray scans stays below)
     was_color = bool((chroma > _COLOR_TOLERANCE).mean() > 0.01)
-    return LoadedImage(np.clip(gray, 0.0, 1.0), alpha, was_color, path, mode)
+    return LoadedImage(np.clip(gray, 0.0, 1.0), alpha, was_color, path, mode, frames)
 
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> LoadedImage:
@@ -164,16 +178,50 @@ OUTPUT_MARK = "tinct"
 
 def is_tinct_output(path: str | os.PathLike) -> bool:
     """True when ``path`` is an image tinct wrote (reads the header only)."""
+    return _output_header(path)[0]
+
+
+def output_source(path: str | os.PathLike) -> str | None:
+    """The :func:`input_identity` recorded in a tinct output, or None (no output, another
+    program's file, or an output of a tinct that did not record it)."""
+    return _output_header(path)[1]
+
+
+def _output_header(path: str | os.PathLike) -> tuple[bool, str | None]:
     try:
         with Image.open(path) as im:
-            return im.info.get("Software") == OUTPUT_MARK or im.info.get("comment") == OUTPUT_MARK.encode()
+            if im.info.get("Software") == OUTPUT_MARK:
+                return True, im.info.get(_SOURCE_KEY) or None
+            comment = im.info.get("comment")
+            if isinstance(comment, bytes) and (comment == OUTPUT_MARK.encode() or comment.startswith(OUTPUT_MARK.encode() + b" ")):
+                source = comment.decode("ascii", "replace").partition(f" {_SOURCE_KEY}=")[2]
+                return True, source or None
     except Exception:  # noqa: BLE001 - unreadable files are reported when they are read as inputs
-        return False
+        pass
+    return False, None
 
 
-def write_image(image: Image.Image, path: str | os.PathLike, force: bool = False, quality: int = 95) -> Path:
+# the PNG text key (and JPEG comment field) holding the input's identity
+_SOURCE_KEY = "tinct-input"
+
+
+def input_identity(path: str | os.PathLike) -> str | None:
+    """A short identity of an input file, recorded in its outputs so that a later run knows
+    which input an existing output belongs to: SHA-256 of the file size and its first 64 KiB
+    (it survives moving or renaming the folder; None when the file cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(str(os.fstat(f.fileno()).st_size).encode() + b"\0" + f.read(1 << 16))
+    except OSError:
+        return None
+    return digest.hexdigest()[:32]
+
+
+def write_image(image: Image.Image, path: str | os.PathLike, force: bool = False, quality: int = 95,
+                source: str | None = None) -> Path:
     """Write ``image`` atomically; the format follows the suffix (.png, .jpg/.jpeg, .webp, .tif).
-    PNG and JPEG outputs carry :data:`OUTPUT_MARK`.
+    PNG and JPEG outputs carry :data:`OUTPUT_MARK` and, when given, ``source`` (the input's
+    :func:`input_identity`, read back by :func:`output_source`).
 
     Raises FileExistsError when ``path`` exists and ``force`` is False. JPEG has no alpha:
     an RGBA image is written as RGB there.
@@ -190,10 +238,13 @@ def write_image(image: Image.Image, path: str | os.PathLike, force: bool = False
     if fmt == "JPEG":
         if image.mode == "RGBA":
             image = image.convert("RGB")
-        options = {"quality": quality, "subsampling": 0, "comment": OUTPUT_MARK.encode()}
+        comment = OUTPUT_MARK + (f" {_SOURCE_KEY}={source}" if source else "")
+        options = {"quality": quality, "subsampling": 0, "comment": comment.encode()}
     elif fmt == "PNG":
         info = PngImagePlugin.PngInfo()
         info.add_text("Software", OUTPUT_MARK)
+        if source:
+            info.add_text(_SOURCE_KEY, source)
         options = {"compress_level": 3, "pnginfo": info}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

@@ -23,12 +23,13 @@ from PIL import Image
 
 from .color import bound_chroma, gray_to_lightness, lab_to_srgb8
 from .data import IMAGE_SUFFIXES
-from .io import ImageReadError, LoadedImage, is_tinct_output, open_image, read_image, to_loaded_image, write_image
+from .io import (ImageReadError, LoadedImage, input_identity, is_tinct_output, open_image, output_source, read_image,
+                 to_loaded_image, write_image)
 from .weights import load_model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Colorizer", "colorize", "colorize_files", "BatchSummary", "guided_upsample"]
+__all__ = ["Colorizer", "colorize", "colorize_all", "colorize_files", "BatchSummary", "guided_upsample", "gray_array"]
 
 # rows of the full-resolution image converted at once: bounds memory on huge photos
 _CHUNK_PIXELS = 2_000_000
@@ -214,22 +215,26 @@ class Colorizer:
         elif isinstance(image, Image.Image):
             loaded = to_loaded_image(image)
         else:
-            arr = np.asarray(image)
-            if arr.ndim != 2:
-                raise ValueError(f"expected a gray array [H, W], got shape {arr.shape}")
-            gray = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
-            loaded = LoadedImage(np.clip(gray, 0, 1), None, False, None, "F")
+            loaded = LoadedImage(gray_array(image), None, False, None, "F")
         if loaded.was_color:
             log.warning("%s: color input; colorizing its luminance", loaded.path or "image")
+        if loaded.frames > 1:
+            log.warning("%s: %d frames (animated or multi-page); only the first is colorized", loaded.path or "image", loaded.frames)
         return loaded
 
     def colorize(self, image: Image.Image | np.ndarray | str | os.PathLike, **options) -> Image.Image:
-        """Colorize a PIL image, a gray array [H, W] in [0, 1] / uint8, or an image file path.
+        """Colorize a PIL image, a gray array [H, W] (see :func:`gray_array` for its ranges), or
+        an image file path.
 
         ``options`` are the method's (e.g. ``temperature`` for cic; ``class``, ``reference``,
-        ``sigma``, ``seed`` for bigcolor); with several outputs (``samples``, ``top_k``) the first.
+        ``sigma``, ``seed`` for bigcolor). Options that give several outputs (``samples``,
+        ``top_k`` above 1) are refused here: :meth:`colorize_all` returns them all.
         """
-        return self.colorize_all(image, **options)[0][1]
+        variants = self.variants(options)
+        if len(variants) > 1:
+            raise ValueError(f"these options give {len(variants)} images and colorize returns one; "
+                             "use colorize_all, which returns [(suffix, image), ...]")
+        return self.colorize_loaded(self._load(image), **variants[0][1])
 
     def colorize_all(self, image: Image.Image | np.ndarray | str | os.PathLike, **options) -> list[tuple[str, Image.Image]]:
         """Every output of one input (e.g. BigColor's ``samples`` / ``top_k``): ``[(suffix, image), ...]``."""
@@ -240,29 +245,88 @@ class Colorizer:
 _COLORIZERS: dict[tuple[str, str, int | None], Colorizer] = {}
 
 
-def colorize(image: Image.Image | np.ndarray | str | os.PathLike, model: str = "default", size: int | None = None, device: str = "auto", **options) -> Image.Image:
-    """Colorize one image with a shipped model; the loaded model is cached for later calls."""
+def _cached_colorizer(model: str, device: str, size: int | None) -> Colorizer:
     key = (model, device, size)
     if key not in _COLORIZERS:
         _COLORIZERS[key] = Colorizer(model, device=device, size=size)
-    return _COLORIZERS[key].colorize(image, **options)
+    return _COLORIZERS[key]
 
 
-def _expand_inputs(inputs: Iterable[str]) -> list[tuple[Path, Path]]:
-    """(file, path relative to the output folder without suffix) for files, folders and globs."""
+def colorize(image: Image.Image | np.ndarray | str | os.PathLike, model: str = "default", size: int | None = None, device: str = "auto", **options) -> Image.Image:
+    """Colorize one image with a shipped model; the loaded model is cached for later calls."""
+    return _cached_colorizer(model, device, size).colorize(image, **options)
+
+
+def colorize_all(image: Image.Image | np.ndarray | str | os.PathLike, model: str = "default", size: int | None = None,
+                 device: str = "auto", **options) -> list[tuple[str, Image.Image]]:
+    """Every output of one image (``samples=N`` or ``top_k=K`` give several): ``[(suffix, image), ...]``."""
+    return _cached_colorizer(model, device, size).colorize_all(image, **options)
+
+
+def gray_array(array: np.ndarray) -> np.ndarray:
+    """A gray array [H, W] from the Python API as float32 in [0, 1].
+
+    uint8 is read as 0..255, uint16 as 0..65535, bool as 0/1, other integer types as 0..255
+    (larger values are refused: use uint16 for 16-bit data); floats must already lie in
+    [0, 1] (a float array in 0..255 is refused rather than turned white).
+    """
+    arr = np.asarray(array)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a gray array [H, W], got shape {arr.shape} (give a color image as a PIL image)")
+    if arr.size == 0:
+        raise ValueError("the gray array is empty")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0
+    if np.issubdtype(arr.dtype, np.integer):
+        low, high = int(arr.min()), int(arr.max())
+        if low < 0 or high > 255:
+            raise ValueError(f"integer gray array of type {arr.dtype} holds {low}..{high}; expected 0..255 "
+                             "(use uint16 for 16-bit data, or floats in [0, 1])")
+        return arr.astype(np.float32) / 255.0
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise ValueError("the gray array holds NaN or infinite values")
+        low, high = float(arr.min()), float(arr.max())
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise ValueError(f"float gray array holds {low:g}..{high:g}; expected values in [0, 1] "
+                             "(divide 8-bit data by 255, or pass a uint8 array)")
+        return np.clip(arr, 0.0, 1.0)
+    raise ValueError(f"unsupported gray array type {arr.dtype}")
+
+
+def _expand_inputs(inputs: Iterable[str], problems: list[str] | None = None) -> list[tuple[Path, Path]]:
+    """(file, path relative to the output folder without suffix) for files, folders and globs.
+
+    A folder without images and a glob that matches nothing are appended to ``problems``
+    (a message each). Broken links and link loops with an image suffix are kept, so that
+    reading them reports the reason.
+    """
     pairs: list[tuple[Path, Path]] = []
+    problems = [] if problems is None else problems
     for item in inputs:
         matches = sorted(glob.glob(item, recursive=True)) if any(c in item for c in "*?[") else [item]
         if not matches:
-            pairs.append((Path(item), Path(Path(item).stem)))  # reported as missing later
+            if Path(item).exists() or Path(item).is_symlink():  # a real file whose name contains [ or *
+                matches = [item]
+            else:
+                problems.append(f"{item}: no file matches this pattern")
         for m in matches:
             p = Path(m)
             if p.is_dir():
                 found = [f for f in sorted(p.rglob("*"))
-                         if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+                         if (f.is_file() or (f.is_symlink() and not f.exists()))
+                         and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
                 outputs = [f for f in found if is_tinct_output(f)]
                 if outputs:
                     log.info("%s: %d image(s) written by tinct left out (outputs are never inputs)", p, len(outputs))
+                if len(found) == len(outputs):
+                    problems.append(f"{p}: no images in this folder ({', '.join(IMAGE_SUFFIXES)}"
+                                    + (f"; {len(outputs)} written by tinct left out)" if outputs else ")"))
                 pairs.extend((f, f.relative_to(p).with_suffix("")) for f in found if f not in set(outputs))
             else:
                 pairs.append((p, Path(p.stem)))
@@ -286,19 +350,29 @@ def colorize_files(
     never overwritten; a bad file is reported on stderr and the batch goes on.
     """
     out_dir = Path(out_dir)
-    pairs = _expand_inputs(inputs)
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise ValueError(f"{folder}: is a file, not a folder; -o / out_dir must name a folder")
+            break
+    problems: list[str] = []
+    pairs = _expand_inputs(inputs, problems)
     input_paths = {p.resolve() for p, _ in pairs if p.exists()}
     variants = colorizer.variants(options)
     summary = BatchSummary()
-    taken: dict[Path, Path] = {}
+    for message in problems:  # an empty folder or a pattern matching nothing: said, and counted as failed
+        summary.failed += 1
+        summary.failures.append(message)
+        print(f"tinct: error: {message}", file=sys.stderr)
+    targets = _assign_targets(pairs, out_dir, fmt, [suffix for suffix, _ in variants], input_paths)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(pairs), unit="img", file=sys.stderr, dynamic_ncols=True)
     try:
-        for path, rel in pairs:
-            _colorize_one(colorizer, path, rel, out_dir, fmt, force, max_pixels, variants, input_paths, taken, summary, bar)
+        for (path, _rel), target in zip(pairs, targets):
+            _colorize_one(colorizer, path, target, fmt, force, max_pixels, variants, input_paths, summary, bar)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into it by the CLI: the partial output was removed
         summary.interrupted = True
     if bar is not None:
@@ -321,16 +395,75 @@ def _remove_stale_temporaries(target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _colorize_one(colorizer: Colorizer, path: Path, rel: Path, out_dir: Path, fmt: str, force: bool, max_pixels: int | None,
-                  variants: list, input_paths: set, taken: dict, summary: BatchSummary, bar) -> None:
+def _variant_paths(base: Path, suffixes: list[str]) -> list[Path]:
+    return [base.with_name(f"{base.stem}{suffix}{base.suffix}") for suffix in suffixes]
+
+
+def _assign_targets(pairs: list[tuple[Path, Path]], out_dir: Path, fmt: str, suffixes: list[str], input_paths: set) -> list[Path]:
+    """The output path (before variant suffixes) of every input, whatever the order of the inputs.
+
+    ``in/x.jpg`` becomes ``out_dir/x.FMT``; when that name is another input's (``a/x.jpg`` and
+    ``b/x.jpg``, or ``x.jpg`` and ``x.png``), the next of ``x_jpg.FMT``, ``x_jpg3.FMT``, ...
+    Every output records its input's identity (:func:`tinct.io.input_identity`), so an existing
+    output is claimed by the input it was made from (and skipped), never by another input;
+    existing files that record no input (another program's, an older tinct's) are claimed as
+    before. Names that are inputs are never used. Among colliding inputs the one whose path
+    sorts first gets the plain name.
+    """
+    order = sorted(range(len(pairs)), key=lambda i: os.path.abspath(pairs[i][0]))
+    identities: dict[int, str | None] = {}
+
+    def identity(i: int) -> str | None:
+        if i not in identities:
+            identities[i] = input_identity(pairs[i][0])
+        return identities[i]
+
+    def candidates(i: int):
+        path, rel = pairs[i]
+        first = out_dir / rel.with_name(f"{rel.name}.{fmt}")
+        yield first
+        ext = path.suffix.lstrip(".").lower() or "x"
+        for n in range(2, 100_000):
+            yield first.with_name(f"{rel.name}_{ext}{n if n > 2 else ''}.{fmt}")
+
+    def state(i: int, base: Path) -> str:
+        """free (nothing there), mine (this input's outputs), unknown (files recording no input), other."""
+        existing = [p for p in _variant_paths(base, suffixes) if p.exists()]
+        if not existing:
+            return "free"
+        sources = {output_source(p) for p in existing}
+        if sources - {None, identity(i)}:
+            return "other"
+        return "mine" if None not in sources else "unknown"
+
+    result: dict[int, Path] = {}
+    taken: set[Path] = set()
+    for i in order:  # first: every input takes back the outputs it made in an earlier run
+        for base in candidates(i):
+            kind = state(i, base)
+            if kind == "free":
+                break
+            if kind == "mine" and base not in taken:
+                result[i] = base
+                taken.add(base)
+                break
+    for i in order:
+        if i in result:
+            continue
+        for base in candidates(i):
+            if base in taken or any(p.resolve() in input_paths for p in _variant_paths(base, suffixes)):
+                continue
+            if state(i, base) != "other":
+                result[i] = base
+                taken.add(base)
+                break
+    return [result[i] for i in range(len(pairs))]
+
+
+def _colorize_one(colorizer: Colorizer, path: Path, target: Path, fmt: str, force: bool, max_pixels: int | None,
+                  variants: list, input_paths: set, summary: BatchSummary, bar) -> None:
     """One input of :func:`colorize_files`: its outputs written (or skipped, or its failure recorded)."""
-    target = out_dir / rel.with_name(f"{rel.name}.{fmt}")
-    n = 1
-    while target in taken:  # x.jpg and x.png (or a/x.jpg and b/x.jpg) in one batch: keep all
-        n += 1
-        target = target.with_name(f"{rel.name}_{path.suffix.lstrip('.').lower()}{n if n > 2 else ''}.{fmt}")
-    taken[target] = path
-    targets = [target.with_name(f"{target.stem}{suffix}{target.suffix}") for suffix, _ in variants]
+    targets = _variant_paths(target, [suffix for suffix, _ in variants])
     try:
         for t in targets:
             if t.resolve() in input_paths:
@@ -341,11 +474,14 @@ def _colorize_one(colorizer: Colorizer, path: Path, rel: Path, out_dir: Path, fm
         loaded = read_image(path, max_pixels=max_pixels)
         if loaded.was_color:
             log.warning("%s: color input; colorizing its luminance (its colors are replaced)", path)
+        if loaded.frames > 1:
+            log.warning("%s: %d frames (animated or multi-page); only the first is colorized", path, loaded.frames)
+        source = input_identity(path)
         for t, (_suffix, opts) in zip(targets, variants):
             if t.exists() and not force:
                 continue
             _remove_stale_temporaries(t)
-            write_image(colorizer.colorize_loaded(loaded, **opts), t, force=force)
+            write_image(colorizer.colorize_loaded(loaded, **opts), t, force=force, source=source)
             summary.outputs.append(t)
         summary.done += 1
     except (ImageReadError, OSError, ValueError, MemoryError) as exc:
