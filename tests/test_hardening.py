@@ -124,3 +124,63 @@ def test_gif_files_in_a_folder_are_colorized_and_extra_frames_are_said(colorizer
     with caplog.at_level("WARNING"):
         colorizer.colorize(Image.open(src / "anim.gif"))  # the Python API says it too
     assert any("4 frames" in r.getMessage() for r in caplog.records[len(warned):])
+
+
+# item 12: the minor ones
+
+
+def test_version_and_verbose_after_the_subcommand(capsys):
+    from tinct import __version__
+    from tinct.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"tinct {__version__}"
+    parser = build_parser()
+    assert parser.parse_args(["colorize", "x", "-o", "y", "-v"]).verbose is True
+    assert parser.parse_args(["-v", "colorize", "x", "-o", "y"]).verbose is True  # not reset by the subcommand
+    assert parser.parse_args(["colorize", "x", "-o", "y"]).verbose is False
+    assert parser.parse_args(["eval", "--pred", "p", "--gt", "g", "--no-progress"]).no_progress is True
+    eval_help = next(a.help for a in parser._subparsers._group_actions[0].choices["eval"]._actions if a.dest == "report")
+    assert "per_image.csv" in eval_help
+
+
+def test_training_counts_its_data_once_and_resumes_without_data(shard, tmp_path, caplog):
+    from conftest import TINY_UNET
+
+    import json
+
+    sets = []
+    for k, v in {**TINY_UNET, "steps": 2}.items():
+        sets += ["--set", f"{k}={json.dumps(v)}"]
+    out = tmp_path / "run"
+    with caplog.at_level("INFO"):
+        assert main(["train", "unet_gan", "--data", str(shard), "--out", str(out), "--workers", "0", "--no-progress", *sets]) == 0
+    assert sum(r.getMessage().startswith("data: ") for r in caplog.records) == 1  # was printed twice
+    # --resume alone takes the run's data from its checkpoint (it used to need --data again)
+    assert main(["train", "unet_gan", "--out", str(out), "--resume", "--workers", "0", "--no-progress", "--set", "steps=3"]) == 0
+    from tinct.train import load_checkpoint
+
+    assert load_checkpoint(out)["step"] == 3
+    assert main(["train", "unet_gan", "--out", str(tmp_path / "new"), "--workers", "0", "--no-progress"]) == 2  # no data, no run
+
+
+def test_eval_pred_says_what_is_missing_resized_or_gray_and_scores_the_rest(tmp_path, capsys):
+    import json
+
+    gt, pred = tmp_path / "gt", tmp_path / "mytool"
+    gt.mkdir()
+    pred.mkdir()
+    for i in range(5):
+        color_image(64, 48, seed=i).save(gt / f"img{i}.jpg")
+    color_image(64, 48, seed=0).save(pred / "img0.png")
+    color_image(32, 24, seed=1).save(pred / "img1.png")  # another size
+    color_image(64, 48, seed=2).convert("L").save(pred / "img2.png")  # no color
+    # img3 and img4: no prediction (it used to stop at the first missing one)
+    assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--json", "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["n"] == 3
+    err = captured.err
+    assert "no prediction for 2 of 5 ground-truth images (img3, img4); scoring the 3 that have one" in err
+    assert "1 prediction(s) are not the size of their ground truth" in err and "img1.png 32x24 (ground truth 64x48)" in err
+    assert "1 prediction(s) are gray" in err and "img2.png" in err

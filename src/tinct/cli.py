@@ -66,7 +66,7 @@ def method_options(args: argparse.Namespace) -> dict:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a method on folders or tar shards")
     p.add_argument("method", help="method name (see `tinct models`)")
-    p.add_argument("--data", nargs="+", required=True, help="training folders, shards or globs")
+    p.add_argument("--data", nargs="+", default=[], help="training folders, shards or globs (with --resume: the run's own by default)")
     p.add_argument("--val-data", nargs="*", default=[], help="images for the sample grids (default: the first training images)")
     p.add_argument("--out", required=True, help="run directory (checkpoint, log, samples)")
     p.add_argument("--config", default=None, help="YAML file of config options")
@@ -107,7 +107,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="score only the first N images")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--report", default=None, metavar="DIR", help="write report.md, metrics.json, contact_sheet.png and plot.png")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="write report.md, metrics.json, per_image.csv, contact_sheet.png and plot.png")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--sheet-images", type=int, default=8, help="images on the report's contact sheet")
     p.add_argument("--inception-weights", default=None, metavar="FILE",
                    help="FID Inception-v3 weights (pytorch-fid layout, .pth or .safetensors): adds true FID; never downloaded")
@@ -184,8 +186,11 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="tinct", description="Automatic image colorization.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"tinct {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_colorize(sub)
     _add_train(sub)
@@ -200,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="card data as JSON")
     p.add_argument("--markdown", action="store_true", help="the README's model table, from the model cards' eval metrics")
     p.add_argument("--readme", default=None, metavar="FILE", help="replace the model table between the markers in FILE")
+    for p in sub.choices.values():  # -v after the subcommand too (SUPPRESS: it never resets a -v given before it)
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
     return parser
 
 
@@ -234,8 +241,10 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import RunOptions, resolve_config, train
+    from .train import RunOptions, TrainingStopped, resolve_config, train
 
+    if not args.data and not args.resume:
+        raise ValueError("--data is required (only --resume can leave it out: the run's own data)")
     config = resolve_config(args.method, args.config, args.overrides)
     options = RunOptions(
         data=args.data, out=args.out, val_data=args.val_data, device=args.device, workers=args.workers,
@@ -243,7 +252,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         sample_every=args.sample_every, log_every=args.log_every, progress=not args.no_progress, threads=args.threads,
     )
     explicit = {item.split("=", 1)[0]: config[item.split("=", 1)[0]] for item in args.overrides}
-    path = train(args.method, config, options, overrides_on_resume=explicit)
+    try:
+        path = train(args.method, config, options, overrides_on_resume=explicit)
+    except TrainingStopped as stopped:  # the checkpoint is saved (logged); a script still sees the run did not finish
+        print(stopped.checkpoint)
+        return 128 + stopped.signum
     print(path)
     return 0
 

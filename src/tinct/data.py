@@ -177,9 +177,11 @@ class ColorizationDataset(Dataset):
         config: crop size and augmentation.
         train: random resized crop + flip when True; center crop when False.
         seed: base seed; sample ``i`` of epoch ``e`` uses ``seed + e * len + i`` so runs repeat.
+        quiet: log the image count at DEBUG level (a second view of data already counted).
     """
 
-    def __init__(self, sources: list[str] | str, config: DataConfig | None = None, train: bool = True, seed: int = 0):
+    def __init__(self, sources: list[str] | str, config: DataConfig | None = None, train: bool = True, seed: int = 0,
+                 quiet: bool = False):
         self.config = config or DataConfig()
         self.train = train
         self.seed = seed
@@ -195,8 +197,8 @@ class ColorizationDataset(Dataset):
             raise ValueError(f"{sources}: no color images to train on ({self.dropped_gray} dropped as colorfulness < "
                              f"{self.config.min_colorfulness:g}, {self.unreadable} unreadable)")
         self.records = records
-        log.info(
-            "data: %d images (%d dropped as colorfulness < %.1f, %d unreadable)",
+        log.log(
+            logging.DEBUG if quiet else logging.INFO, "data: %d images (%d dropped as colorfulness < %.1f, %d unreadable)",
             len(records), self.dropped_gray, self.config.min_colorfulness, self.unreadable,
         )
 

@@ -623,9 +623,15 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> Path:
     return out
 
 
-def _pred_dir_model(pred_dir: str) -> Callable[[Sample], np.ndarray]:
-    """Outputs of another tool, matched to ground truth by file stem, resized to its size."""
+def _pred_dir_model(pred_dir: str, notes: dict[str, list[str]] | None = None) -> Callable[[Sample], np.ndarray]:
+    """Outputs of another tool, matched to ground truth by file stem, resized to its size.
+
+    A prediction of another size than its ground truth (resized) and one without color (scored
+    as it is) are listed in ``notes["resized"]`` / ``notes["gray"]``; the function's ``stems``
+    attribute holds the stems that have a prediction.
+    """
     by_stem = {p.stem: p for p in list_images(pred_dir)}
+    notes = {} if notes is None else notes
 
     def lookup(sample: Sample) -> np.ndarray:
         path = by_stem.get(sample.name)
@@ -634,10 +640,24 @@ def _pred_dir_model(pred_dir: str) -> Callable[[Sample], np.ndarray]:
         im = open_image(path).convert("RGB")
         h, w = sample.gt.shape[:2]
         if im.size != (w, h):
+            notes.setdefault("resized", []).append(f"{path.name} {im.size[0]}x{im.size[1]} (ground truth {w}x{h})")
             im = im.resize((w, h), Image.BICUBIC)
-        return np.asarray(im)
+        out = np.asarray(im)
+        if colorfulness(out) < 1:  # the protocol's threshold for a gray photo
+            notes.setdefault("gray", []).append(path.name)
+        return out
 
+    lookup.stems = set(by_stem)
     return lookup
+
+
+def _say_pred_notes(pred_dir: str, notes: dict[str, list[str]]) -> None:
+    """One warning line per kind of questionable prediction (the first few named)."""
+    what = {"resized": "are not the size of their ground truth (resized to it with bicubic; scores are not comparable)",
+            "gray": "are gray (colorfulness < 1): scored as they are"}
+    for kind, items in notes.items():
+        shown = ", ".join(items[:5]) + (f", ... ({len(items) - 5} more)" if len(items) > 5 else "")
+        print(f"tinct eval: warning: {pred_dir}: {len(items)} prediction(s) {what[kind]}: {shown}", file=sys.stderr)
 
 
 def evaluate_cli(args) -> int:
@@ -667,13 +687,26 @@ def evaluate_cli(args) -> int:
         label = "".join(f" {k}={v}" for k, v in own.items())
         _suffix, resolved = colorizer.variants(dict(own))[0]
         models[name + label] = lambda sample, c=colorizer, o=resolved: c.colorize_gray(gray_of(sample.gt), **o)
+    pred_notes: dict[str, list[str]] = {}
     if args.pred:
-        models[Path(args.pred).name or "pred"] = _pred_dir_model(args.pred)
+        pred = _pred_dir_model(args.pred, pred_notes)
+        missing = [s.name for s in samples if s.name not in pred.stems]
+        if missing:  # all of them said at once; every row is scored on the images that have a prediction
+            shown = ", ".join(missing[:5]) + (f", ... ({len(missing) - 5} more)" if len(missing) > 5 else "")
+            errors.append(f"{args.pred}: no prediction for {len(missing)} of {len(samples)} ground-truth images "
+                          f"({shown}); scoring the {len(samples) - len(missing)} that have one")
+            print(f"tinct: error: {errors[-1]}", file=sys.stderr)
+            samples = [s for s in samples if s.name in pred.stems]
+            if not samples:
+                raise ValueError(f"{args.pred}: no file matches a ground-truth image by name (stem)")
+        models[Path(args.pred).name or "pred"] = pred
     sheet_images = args.sheet_images if args.report else 0
     inception = InceptionFeatures(args.inception_weights, device) if getattr(args, "inception_weights", None) else None
-    result = evaluate_models(models, samples, skipped, device=device, cache_dir=cache_dir(), progress=not args.json,
+    result = evaluate_models(models, samples, skipped, device=device, cache_dir=cache_dir(),
+                             progress=not args.json and not getattr(args, "no_progress", False),
                              sheet_images=sheet_images, inception=inception)
     result["command"] = "tinct " + " ".join(getattr(args, "argv", None) or sys.argv[1:])
+    _say_pred_notes(args.pred, pred_notes)
     if args.report:
         write_report(result, args.report)
     if args.json:

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
-__all__ = ["RunOptions", "train", "load_checkpoint", "save_checkpoint_atomic", "resolve_config"]
+__all__ = ["RunOptions", "train", "TrainingStopped", "load_checkpoint", "save_checkpoint_atomic", "resolve_config"]
 
 
 @dataclass
@@ -168,7 +168,8 @@ def train(
     """Train ``method_name`` with ``config`` (see :func:`resolve_config`); returns the checkpoint path.
 
     On ``options.resume`` the checkpoint's config is used, updated by ``overrides_on_resume``
-    (e.g. a larger ``steps`` to extend a finished run).
+    (e.g. a larger ``steps`` to extend a finished run), and ``options.data``, when empty, is the
+    checkpoint's. SIGINT or SIGTERM saves a checkpoint and raises :class:`TrainingStopped`.
     """
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = _pick_device(options.device)
@@ -193,8 +194,13 @@ def train(
             raise ValueError(f"{ckpt_path}: checkpoint is for method {resume_state['method']!r}, not {method_name!r}")
         config = {**resume_state["config"], **(overrides_on_resume or {})}
         log.info("resuming %s from step %d", ckpt_path, resume_state["step"])
+        if not options.data:  # --resume alone: the data the run was trained on
+            options = dataclasses.replace(options, data=list(resume_state.get("data") or []))
+            log.info("data from the checkpoint: %s", " ".join(options.data))
     elif ckpt_path.exists() and not options.resume:
         raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    if not options.data:
+        raise ValueError("no training data: pass --data (a resumed run takes it from its checkpoint)")
 
     torch.manual_seed(options.seed + rank)
     method: ColorizationMethod = build_method(method_name, config, pretrained=resume_state is None)
@@ -208,7 +214,8 @@ def train(
     data_cfg = DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness)
     dataset = ColorizationDataset(options.data, data_cfg, train=True, seed=options.seed)
     preview_source = options.val_data or options.data
-    preview = ColorizationDataset(preview_source, DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness), train=False)
+    preview = ColorizationDataset(preview_source, DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness), train=False,
+                                  quiet=not options.val_data)  # the training data was counted just above
     # evenly spaced through the data: shards are often sorted by class
     preview_items = [preview[int(i)] for i in np.linspace(0, len(preview) - 1, min(8, len(preview))).round()]
     preview_batch = {k: torch.stack([item[k] for item in preview_items]) for k in ("gray", "rgb", "label")}
@@ -327,7 +334,7 @@ def train(
         checkpoint()
         write_samples()
         if stop.raised is not None and is_main:
-            log.warning("stopped by signal %d at step %d; checkpoint saved to %s", stop.raised, step, ckpt_path)
+            log.warning("stopped by signal %d at step %d; checkpoint saved to %s (resume with --resume)", stop.raised, step, ckpt_path)
     finally:
         for s, h in previous_handlers.items():
             signal.signal(s, h)
@@ -337,7 +344,17 @@ def train(
             csv_file.close()
         if distributed:
             dist.destroy_process_group()
+    if stop.raised is not None:
+        raise TrainingStopped(stop.raised, ckpt_path)
     return ckpt_path
+
+
+class TrainingStopped(Exception):
+    """Raised by :func:`train` after SIGINT or SIGTERM stopped the run (its checkpoint is saved)."""
+
+    def __init__(self, signum: int, checkpoint: Path):
+        self.signum, self.checkpoint = signum, checkpoint
+        super().__init__(f"stopped by signal {signum}; checkpoint saved to {checkpoint}")
 
 
 def _truncate_log(path: Path, step: int) -> None:
