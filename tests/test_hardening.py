@@ -184,3 +184,21 @@ def test_eval_pred_says_what_is_missing_resized_or_gray_and_scores_the_rest(tmp_
     assert "no prediction for 2 of 5 ground-truth images (img3, img4); scoring the 3 that have one" in err
     assert "1 prediction(s) are not the size of their ground truth" in err and "img1.png 32x24 (ground truth 64x48)" in err
     assert "1 prediction(s) are gray" in err and "img2.png" in err
+
+
+# item 13: colors the image cannot carry
+
+
+@pytest.mark.parametrize("model", ["tiny", "cic", "unet_gan"])
+def test_a_flat_gray_image_stays_gray(tiny_model, model):
+    """A flat gray image used to come out bluish (the models' tint for a blank input)."""
+    c = Colorizer(str(tiny_model) if model == "tiny" else model, device="cpu")
+    rng = np.random.default_rng(0)
+    for level in (0.05, 0.2, 0.5, 0.8):
+        flat = np.full((64, 80), level, np.float32) + rng.integers(-1, 2, (64, 80)) / 255.0  # +-1 level of noise
+        out = np.asarray(c.colorize(flat.astype(np.float32)), dtype=int)
+        assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all(), (model, level)
+        assert np.abs(out[..., 0] - np.round(flat * 255)).max() <= 1
+    textured = np.asarray(color_image(80, 64).convert("L"))
+    out = np.asarray(c.colorize(textured), dtype=int)
+    assert np.abs(out[..., 0] - out[..., 2]).max() > 3  # an image with detail is still colorized

@@ -221,7 +221,10 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     colorizer = Colorizer(args.model, device=args.device, size=args.size)
 
-    def stop(_signum, _frame):  # SIGTERM ends the batch like Ctrl-C: the file being written is removed
+    signals = []
+
+    def stop(signum, _frame):  # SIGTERM ends the batch like Ctrl-C: the file being written is removed
+        signals.append(signum)
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
@@ -235,7 +238,7 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print(f"interrupted: done {summary.done}, skipped {summary.skipped}, failed {summary.failed} "
               "(run the same command again to resume)")
-        return 130
+        return 128 + (signals[0] if signals else signal.SIGINT)  # 130 for Ctrl-C, 143 for SIGTERM
     print(f"done {summary.done}, skipped {summary.skipped}, failed {summary.failed}")
     return 1 if summary.failed else 0
 

@@ -4,6 +4,12 @@ Data flow: read (:mod:`tinct.io`) -> gray luminance at full resolution -> resize
 working resolution (short side ``size``) -> the method predicts ab -> ab is upsampled
 edge-aware, guided by the full-resolution lightness (a fast guided filter) -> fused with
 the original full-resolution L -> sRGB (8-bit), alpha kept.
+
+Two guards keep colors honest: the predicted chroma is bounded by what sRGB can show at
+each lightness (:func:`tinct.color.bound_chroma`), and an image without any detail (every
+gray value within ``FLAT_RANGE`` of the others: a blank or flat gray frame) is returned as
+the neutral gray it is, since nothing in it tells its colors (a model's guess for a blank
+input is an arbitrary tint).
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ __all__ = ["Colorizer", "colorize", "colorize_all", "colorize_files", "BatchSumm
 _CHUNK_PIXELS = 2_000_000
 #: largest working resolution (short side) a Colorizer accepts
 MAX_WORKING_SIZE = 1024
+#: an image whose gray values all lie within this range (2.5 levels of 8 bits) has no detail:
+#: it is returned neutral gray instead of the model's tint for a blank input
+FLAT_RANGE = 2.5 / 255
 #: the working image's long side is at most this many times the working size: a thin strip
 #: (3 x 50000 px) is seen whole at a smaller scale instead of growing to millions of pixels
 MAX_WORKING_ASPECT = 4
@@ -174,9 +183,14 @@ class Colorizer:
         Args:
             gray: float32 [H, W] luminance in [0, 1].
         Returns:
-            uint8 [H, W, 3] sRGB whose lightness is the input's.
+            uint8 [H, W, 3] sRGB whose lightness is the input's (neutral gray for an image
+            without detail, see ``FLAT_RANGE``).
         """
         height, width = gray.shape
+        if gray.size and float(gray.max()) - float(gray.min()) <= FLAT_RANGE:
+            log.debug("no detail in the image (flat gray): left gray")
+            level = (np.clip(gray, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            return np.repeat(level[..., None], 3, axis=2)
         work_h, work_w = working_shape(height, width, self.size)
         gray_img = Image.fromarray(np.ascontiguousarray(gray, dtype=np.float32))
         work = np.asarray(gray_img.resize((work_w, work_h), Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
