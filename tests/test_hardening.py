@@ -202,3 +202,29 @@ def test_a_flat_gray_image_stays_gray(tiny_model, model):
     textured = np.asarray(color_image(80, 64).convert("L"))
     out = np.asarray(c.colorize(textured), dtype=int)
     assert np.abs(out[..., 0] - out[..., 2]).max() > 3  # an image with detail is still colorized
+
+
+def test_ctrl_c_outside_a_batch_is_one_line(tiny_model, tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the model loads used to print a double traceback."""
+    import tinct.pipeline
+
+    def interrupted(*_args, **_kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tinct.pipeline, "load_model", interrupted)
+    src = tmp_path / "a.png"
+    color_image(20, 20).convert("L").save(src)
+    assert main(["colorize", str(src), "-o", str(tmp_path / "o"), "--model", str(tiny_model), "--no-progress"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["tinct colorize: interrupted"]
+
+
+# item 2: the model card names the data as given
+
+
+def test_the_model_card_shows_a_data_folder_given_with_a_trailing_slash():
+    """`--data train200/` used to be shown as "Data: /train200"."""
+    from tinct.weights import _short_path
+
+    assert _short_path("train200/") == "train200"
+    assert _short_path("/data/photos/") == "data/photos"
+    assert _short_path("shards/train-0001.tar") == "shards/train-0001.tar"

@@ -403,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"tinct {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a batch (loading a model, scoring): one line, no traceback
+        print(f"tinct {args.command}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `tinct models | head`: the reader left; no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
