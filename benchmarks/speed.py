@@ -1,6 +1,6 @@
 """Speed and memory of `tinct colorize` on this machine (not a test).
 
-    python benchmarks/speed.py [--model default] [--repeats 5]
+    python benchmarks/speed.py [--model default] [--repeats 5] [--sizes 3x50000,50000x3]
 
 For each size (512x512, 4000x3000, and thin strips of 3x50000 and 50000x3) a fresh process loads the model, colorizes a gray
 photo built from a bundled example (resized to that size) and reports the median seconds
@@ -64,13 +64,15 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--sizes", default=None, metavar="WxH,...", help="only these sizes (default: all of SIZES)")
     parser.add_argument("--worker", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.model, *args.worker, args.repeats)))
         return
     results = []
-    for w, h in SIZES:
+    sizes = [tuple(int(v) for v in item.lower().split("x")) for item in args.sizes.split(",")] if args.sizes else SIZES
+    for w, h in sizes:
         out = subprocess.run(
             [sys.executable, __file__, "--model", args.model, "--repeats", str(args.repeats), "--worker", str(w), str(h)],
             check=True, capture_output=True, text=True,
