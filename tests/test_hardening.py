@@ -214,7 +214,11 @@ def test_ctrl_c_outside_a_batch_is_one_line(tiny_model, tmp_path, capsys, monkey
     monkeypatch.setattr(tinct.pipeline, "load_model", interrupted)
     src = tmp_path / "a.png"
     color_image(20, 20).convert("L").save(src)
-    assert main(["colorize", str(src), "-o", str(tmp_path / "o"), "--model", str(tiny_model), "--no-progress"]) == 130
+    try:
+        code = main(["colorize", str(src), "-o", str(tmp_path / "o"), "--model", str(tiny_model), "--no-progress"])
+    except KeyboardInterrupt:  # a regression must fail this test, not stop the whole session
+        pytest.fail("KeyboardInterrupt escaped tinct.cli.main")
+    assert code == 130
     assert capsys.readouterr().err.strip().splitlines() == ["tinct colorize: interrupted"]
 
 
