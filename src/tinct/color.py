@@ -157,7 +157,7 @@ def max_chroma_table() -> torch.Tensor:
     lo, hi = torch.zeros_like(lightness), torch.full_like(lightness, 200.0)
     for _ in range(30):
         mid = (lo + hi) / 2
-        lab = torch.stack([lightness, mid * torch.cos(hue), mid * torch.sin(hue)])[:, :, :]  # [3, 101, 360]
+        lab = torch.stack([lightness, mid * torch.cos(hue), mid * torch.sin(hue)])  # [3, 101, 360]
         linear = lab_to_linear(lab, clamp=False)
         inside = ((linear >= -1e-9) & (linear <= 1 + 1e-9)).all(dim=0)
         lo, hi = torch.where(inside, mid, lo), torch.where(inside, hi, mid)

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .color import LUMA_WEIGHTS
+from .color import luminance
 from .color import colorfulness as torch_colorfulness
 
 log = logging.getLogger(__name__)
@@ -269,8 +269,7 @@ class ColorizationDataset(Dataset):
         rng = random.Random(self.seed + self.epoch * len(self.records) + index)
         im = self._crop(decode_rgb(rec.read()), rng)
         rgb = torch.from_numpy(np.array(im, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
-        weights = torch.tensor(LUMA_WEIGHTS).view(3, 1, 1)
-        gray = (rgb * weights).sum(0, keepdim=True).clamp(0, 1)
+        gray = luminance(rgb).clamp(0, 1)
         return {"rgb": rgb, "gray": gray, "label": torch.tensor(rec.label, dtype=torch.long)}
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .color import LUMA_WEIGHTS, gray_to_lightness
+from .color import gray_to_lightness, luminance
 from .data import ColorizationDataset
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,6 @@ class FeatureCache(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rgb = torch.from_numpy(self.rgb[index].astype(np.float32) / 255.0)
-        gray = (rgb * torch.tensor(LUMA_WEIGHTS).view(3, 1, 1)).sum(0, keepdim=True).clamp(0, 1)
+        gray = luminance(rgb).clamp(0, 1)
         features = [torch.from_numpy(f[index].astype(np.float32)) for f in self.features]
         return {"rgb": rgb, "gray": gray, "label": torch.tensor(int(self.labels[index])), "features": features}

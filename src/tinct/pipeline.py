@@ -230,10 +230,7 @@ class Colorizer:
             loaded = to_loaded_image(image)
         else:
             loaded = LoadedImage(gray_array(image), None, False, None, "F")
-        if loaded.was_color:
-            log.warning("%s: color input; colorizing its luminance", loaded.path or "image")
-        if loaded.frames > 1:
-            log.warning("%s: %d frames (animated or multi-page); only the first is colorized", loaded.path or "image", loaded.frames)
+        _warn_about(loaded, loaded.path or "image")
         return loaded
 
     def colorize(self, image: Image.Image | np.ndarray | str | os.PathLike, **options) -> Image.Image:
@@ -386,12 +383,20 @@ def colorize_files(
         bar = tqdm(total=len(pairs), unit="img", file=sys.stderr, dynamic_ncols=True)
     try:
         for (path, _rel), target in zip(pairs, targets):
-            _colorize_one(colorizer, path, target, fmt, force, max_pixels, variants, input_paths, summary, bar)
+            _colorize_one(colorizer, path, target, force, max_pixels, variants, input_paths, summary, bar)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into it by the CLI: the partial output was removed
         summary.interrupted = True
     if bar is not None:
         bar.close()
     return summary
+
+
+def _warn_about(loaded: LoadedImage, name: str | os.PathLike) -> None:
+    """The warnings every input gets: a color input loses its colors, extra frames are ignored."""
+    if loaded.was_color:
+        log.warning("%s: color input; colorizing its luminance (its colors are replaced)", name)
+    if loaded.frames > 1:
+        log.warning("%s: %d frames (animated or multi-page); only the first is colorized", name, loaded.frames)
 
 
 def _remove_stale_temporaries(target: Path) -> None:
@@ -474,7 +479,7 @@ def _assign_targets(pairs: list[tuple[Path, Path]], out_dir: Path, fmt: str, suf
     return [result[i] for i in range(len(pairs))]
 
 
-def _colorize_one(colorizer: Colorizer, path: Path, target: Path, fmt: str, force: bool, max_pixels: int | None,
+def _colorize_one(colorizer: Colorizer, path: Path, target: Path, force: bool, max_pixels: int | None,
                   variants: list, input_paths: set, summary: BatchSummary, bar) -> None:
     """One input of :func:`colorize_files`: its outputs written (or skipped, or its failure recorded)."""
     targets = _variant_paths(target, [suffix for suffix, _ in variants])
@@ -486,10 +491,7 @@ def _colorize_one(colorizer: Colorizer, path: Path, target: Path, fmt: str, forc
             summary.skipped += 1
             return
         loaded = read_image(path, max_pixels=max_pixels)
-        if loaded.was_color:
-            log.warning("%s: color input; colorizing its luminance (its colors are replaced)", path)
-        if loaded.frames > 1:
-            log.warning("%s: %d frames (animated or multi-page); only the first is colorized", path, loaded.frames)
+        _warn_about(loaded, path)
         source = input_identity(path)
         for t, (_suffix, opts) in zip(targets, variants):
             if t.exists() and not force:
