@@ -12,7 +12,8 @@ from conftest import color_image
 from tinct.cli import main
 from tinct.methods import build_method
 from tinct.methods.cic import (
-    AB_GRID, CICNet, ab_bins, ab_prior, annealed_mean, nearest_bin, rebalancing_weights, soft_encode, srgb_gamut_bins,
+    AB_GRID, CICNet, ab_bins, ab_prior, annealed_mean, hue_consistency, nearest_bin, rebalancing_weights, soft_encode,
+    srgb_gamut_bins, undo_rebalancing,
 )
 
 TINY_CIC = {"width": 0.125, "image_size": 32, "batch_size": 4, "steps": 3, "prior_images": 10}
@@ -137,6 +138,48 @@ def test_predict_ab_any_size_and_temperature():
         cold = method.predict_ab(lightness, temperature=0.14)
     assert hot.shape == cold.shape == (1, 2, 37, 53)
     assert hot.abs().max() <= 110 and not torch.allclose(hot, cold)
+
+
+def test_undoing_the_rebalancing_recovers_the_data_distribution():
+    torch.manual_seed(0)
+    bins = ab_bins()
+    prior = torch.softmax(torch.randn(bins.shape[0]) * 2, 0)
+    weights = rebalancing_weights(prior, 0.5)
+    p_data = torch.softmax(torch.randn(1, bins.shape[0], 2, 3), 1)
+    trained = (p_data * weights.view(1, -1, 1, 1)).log()  # what weighted training converges to, unnormalized
+    undone = torch.softmax(undo_rebalancing(trained, weights, 1.0), 1)
+    assert torch.allclose(undone, p_data, atol=1e-5)
+    assert undo_rebalancing(trained, weights, 0.0) is trained
+    half = torch.softmax(undo_rebalancing(trained, weights, 0.5), 1)
+    assert torch.allclose(half, torch.softmax((p_data * weights.sqrt().view(1, -1, 1, 1)).log(), 1), atol=1e-5)
+
+
+def test_hue_consistency_is_one_for_one_hue_and_zero_for_opposite_hues():
+    bins = ab_bins()
+    index = {tuple(b): i for i, b in enumerate(bins.tolist())}
+    logits = torch.full((1, bins.shape[0], 1, 3), -1e4)
+    logits[0, index[(30.0, 30.0)], 0, 0] = 0  # all mass on one bin
+    logits[0, index[(30.0, 30.0)], 0, 1] = 0  # split between opposite hues
+    logits[0, index[(-30.0, -30.0)], 0, 1] = 0
+    logits[0, index[(30.0, 30.0)], 0, 2] = 0  # split between two nearby hues
+    logits[0, index[(40.0, 20.0)], 0, 2] = 0
+    c = hue_consistency(logits, bins)[0, 0, 0]
+    assert c.shape == (3,) and abs(float(c[0]) - 1) < 1e-5 and float(c[1]) < 1e-5 and 0.9 < float(c[2]) < 1
+
+
+def test_decoding_options_keep_the_default_and_move_the_colors():
+    torch.manual_seed(0)
+    method = build_method("cic", TINY_CIC).eval()
+    prior = torch.softmax(torch.randn(method.network.num_bins) * 2, 0)
+    method.set_prior(prior)
+    lightness = torch.rand(1, 1, 24, 40) * 100
+    with torch.no_grad():
+        base = method.predict_ab(lightness)
+        assert torch.equal(method.predict_ab(lightness, rebalance=1.0, shrink=0.0), base)
+        undone = method.predict_ab(lightness, rebalance=0.0)
+        faded = method.predict_ab(lightness, shrink=2.0)
+    assert not torch.allclose(undone, base)
+    assert (faded.norm(dim=1) <= base.norm(dim=1) + 1e-4).all() and faded.norm(dim=1).mean() < base.norm(dim=1).mean()
 
 
 def test_train_step_reduces_the_loss_on_a_batch(shard):

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "AB_GRID", "ab_bins", "srgb_gamut_bins", "nearest_bin", "soft_encode", "ab_prior", "rebalancing_weights",
-    "annealed_mean", "CICNet", "CIC", "CICConfig", "compute_prior",
+    "annealed_mean", "undo_rebalancing", "hue_consistency", "CICNet", "CIC", "CICConfig", "compute_prior",
 ]
 
 #: spacing of the ab quantization grid
@@ -179,6 +179,33 @@ def annealed_mean(logits: torch.Tensor, bins: torch.Tensor, temperature: float =
         return bins[logits.argmax(dim=1)].permute(0, 3, 1, 2)
     probs = torch.softmax(logits.float() / temperature, dim=1)
     return torch.einsum("bqhw,qc->bchw", probs, bins)
+
+
+def undo_rebalancing(logits: torch.Tensor, class_weights: torch.Tensor, share: float = 1.0) -> torch.Tensor:
+    """Logits [B, Q, H, W] with ``share`` (0..1) of the class rebalancing taken out.
+
+    Training with per-pixel weights ``w`` of the target's bin makes the network's distribution
+    approximately ``p(q | x) w_q`` renormalized; subtracting ``log w_q`` recovers the data's own
+    bin frequencies. share 0 returns ``logits`` unchanged.
+    """
+    if share == 0:
+        return logits
+    log_w = class_weights.to(device=logits.device, dtype=torch.float32).clamp(min=1e-12).log()
+    return logits.float() - share * log_w.view(1, -1, 1, 1)
+
+
+def hue_consistency(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """How much the bin distribution agrees on one hue: ``|E[ab]| / E[|ab|]`` in [0, 1], [B, 1, H, W].
+
+    1 where all probability lies in one direction from gray (or on gray itself), near 0 where it
+    is split between opposite hues, i.e. where the mean would be a brown compromise and the mode
+    a guess.
+    """
+    bins = bins.to(device=logits.device, dtype=torch.float32)
+    probs = torch.softmax(logits.float(), dim=1)
+    mean_ab = torch.einsum("bqhw,qc->bchw", probs, bins)
+    mean_chroma = torch.einsum("bqhw,q->bhw", probs, bins.norm(dim=1)).unsqueeze(1)
+    return (mean_ab.norm(dim=1, keepdim=True) / mean_chroma.clamp(min=1e-6)).clamp(max=1.0)
 
 
 class CICNet(nn.Module):
@@ -323,6 +350,11 @@ class CIC(ColorizationMethod):
     inference_options = (
         InferenceOption("temperature", "float", 0.38, "annealed-mean temperature: lower is more vivid, 0 takes the mode",
                         min=0.0, max=1.0, step=0.01),
+        InferenceOption("rebalance", "float", 1.0, "share of the training's class rebalancing kept when decoding: "
+                        "1 as trained (rare, vivid colors boosted), 0 undone (the photos' own color frequencies)",
+                        min=0.0, max=1.0, step=0.05),
+        InferenceOption("shrink", "float", 0.0, "fade chroma where the predicted hues disagree: 0 off, higher "
+                        "fades uncertain regions more", min=0.0, max=4.0, step=0.25),
     )
 
     def __init__(self, config: CICConfig, pretrained: bool = True):
@@ -365,12 +397,17 @@ class CIC(ColorizationMethod):
         padded = F.pad(lightness, (0, pw, 0, ph), mode="replicate") if ph or pw else lightness
         return self.network(padded)
 
-    def predict_ab(self, lightness: torch.Tensor, temperature: float | None = None, **options: Any) -> torch.Tensor:
-        """ab [B, 2, H, W] by the annealed mean at ``temperature`` (default 0.38; <= 0: the mode)."""
+    def predict_ab(self, lightness: torch.Tensor, temperature: float | None = None, rebalance: float = 1.0,
+                   shrink: float = 0.0, **options: Any) -> torch.Tensor:
+        """ab [B, 2, H, W] by the annealed mean at ``temperature`` (default 0.38; <= 0: the mode) of the
+        bin distribution with ``rebalance`` of the training's rebalancing kept (:func:`undo_rebalancing`),
+        faded by ``hue_consistency ** shrink``."""
         h, w = lightness.shape[-2:]
         t = self.config.temperature if temperature is None else float(temperature)
-        logits = self.predict_logits(lightness)
+        logits = undo_rebalancing(self.predict_logits(lightness), self.network.class_weights, 1.0 - float(rebalance))
         ab = annealed_mean(logits, self.network.bins, t)  # [B, 2, H'/4, W'/4]
+        if shrink > 0:
+            ab = ab * hue_consistency(logits, self.network.bins).pow(float(shrink))
         size = (logits.shape[-2] * 4, logits.shape[-1] * 4)
         return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
 
