@@ -13,7 +13,7 @@ from tinct.cli import main
 from tinct.color import rgb_to_yuv
 from tinct.methods import build_method
 from tinct.methods.bigcolor import BigColorEncoder, color_augment
-from tinct.methods.prior import BigGANGenerator, ProjectionDiscriminator, channel_plan
+from tinct.nets.biggan import BigGANGenerator, ProjectionDiscriminator, channel_plan
 from tinct.nets.biggan import ClassEmbedding, truncated_normal
 
 TINY = {"width": 2, "batch_size": 4, "steps": 2}

@@ -275,7 +275,7 @@ def test_unknown_ill_typed_or_out_of_range_options_are_refused(tiny_model, tmp_p
         cic.colorize(np.zeros((8, 8), np.float32), temperature=-1)
     with pytest.raises(ValueError, match="expected a number"):
         cic.colorize(np.zeros((8, 8), np.float32), temperature="hot")
-    with pytest.raises(ValueError, match="its options: temperature"):
+    with pytest.raises(ValueError, match="its options: rebalance, shrink, temperature"):
         cic.colorize(np.zeros((8, 8), np.float32), samples=3)
     src = tmp_path / "a.png"
     color_image(20, 20).convert("L").save(src)

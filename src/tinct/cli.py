@@ -341,12 +341,11 @@ def _cmd_figure(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    import torch
-
+    from .device import pick_device
     from .figures import prior_samples
     from .io import write_image
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = pick_device(args.device)
     grid = prior_samples(args.model, args.class_, args.n, args.truncation, args.seed, device)
     write_image(grid, args.out, force=args.force)
     print(args.out)

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from .color import luminance
 from .color import colorfulness as torch_colorfulness
+from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -226,9 +227,8 @@ class ColorizationDataset(Dataset):
                 kept_index.append(i)
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps({"kept": kept_index, "dropped_gray": self.dropped_gray, "unreadable": self.unreadable}))
-            os.replace(tmp, cache)
+            with atomic_path(cache) as tmp:
+                tmp.write_text(json.dumps({"kept": kept_index, "dropped_gray": self.dropped_gray, "unreadable": self.unreadable}))
         except OSError as exc:  # a read-only home must not stop training
             log.warning("cannot cache the colorfulness filter in %s (%s)", cache, exc)
         return [records[i] for i in kept_index]

@@ -41,7 +41,8 @@ from PIL import Image
 
 from .color import rgb_to_lab
 from .data import Record, cache_dir, colorfulness, decode_rgb, index_records, list_images
-from .io import ImageReadError, open_image, write_text_atomic
+from .device import pick_device
+from .io import ImageReadError, atomic_path, open_image, write_text_atomic
 from .weights import format_value
 
 log = logging.getLogger(__name__)
@@ -343,9 +344,8 @@ def _judge_reference(judge: Judge, samples: list[Sample], cache_dir: Path | None
     ref = {"gt_logits": gt_logits, "gt_feats": gt_feats, "gray_logits": gray_logits, "gray_feats": gray_feats}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, **ref)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, **ref)
     return ref
 
 
@@ -573,10 +573,9 @@ def metrics_plot(result: dict[str, Any], path: Path) -> None:
     ax.set_title(f"n = {result['n']} images")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def per_image_csv(per_image: dict[str, Any]) -> str:
@@ -614,9 +613,8 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> Path:
     lines += [f"{result['n']} color images scored, {result['skipped']} gray ground-truth images skipped.", "",
               format_table(result), "", "![colorfulness against FD-EffNet](plot.png)", ""]
     if "thumbnails" in result:
-        tmp = out / f".contact_sheet.tmp-{os.getpid()}.png"
-        contact_sheet(result).save(tmp)
-        os.replace(tmp, out / "contact_sheet.png")
+        with atomic_path(out / "contact_sheet.png", suffix=".png") as tmp:
+            contact_sheet(result).save(tmp)
         lines += ["Contact sheet (columns: " + " | ".join(result["thumbnails"]) + "; images: " + ", ".join(result["sheet_names"]) + "):", "",
                   "![contact sheet](contact_sheet.png)", ""]
     write_text_atomic(out / "report.md", "\n".join(lines))
@@ -675,7 +673,7 @@ def evaluate_cli(args) -> int:
     samples, skipped, errors = load_ground_truth(data, args.limit)
     for e in errors:
         print(f"tinct: error: {e}", file=sys.stderr)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    device = str(pick_device(args.device))
     models: dict[str, Callable] = {}
     options = dict(getattr(args, "method_options", None) or {})
     for name in args.model:

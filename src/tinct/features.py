@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .color import gray_to_lightness, luminance
 from .data import ColorizationDataset
+from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,8 @@ class FeatureCache(Dataset):
             mm.flush()
         del rgb_mm, label_mm, feature_mms
         meta = {"format": _FORMAT, "key": key, "n": n, "levels": len(feats), "image_size": s, "views": self.views}
-        tmp = self.folder / ".meta.json.tmp"
-        tmp.write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(tmp, self.folder / "meta.json")
+        with atomic_path(self.folder / "meta.json") as tmp:
+            tmp.write_text(json.dumps(meta), encoding="utf-8")
 
     def set_epoch(self, epoch: int) -> None:
         """The crops are fixed; every epoch is one pass over all cached views."""

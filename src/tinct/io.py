@@ -10,17 +10,19 @@ the reason. :func:`write_image` never overwrites without ``force`` and writes at
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-__all__ = ["ImageReadError", "LoadedImage", "read_image", "write_image", "write_text_atomic", "DEFAULT_MAX_PIXELS", "open_image",
+__all__ = ["ImageReadError", "LoadedImage", "read_image", "write_image", "atomic_path", "write_text_atomic", "DEFAULT_MAX_PIXELS", "open_image",
            "is_tinct_output", "output_source", "input_identity", "OUTPUT_MARK"]
 
 #: Larger images are refused unless the limit is raised (``--max-pixels``): 250 MP is a
@@ -246,28 +248,38 @@ def write_image(image: Image.Image, path: str | os.PathLike, force: bool = False
         if source:
             info.add_text(_SOURCE_KEY, source)
         options = {"compress_level": 3, "pnginfo": info}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            image.save(f, format=fmt, **options)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as f:
+        image.save(f, format=fmt, **options)
     return path
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file atomically (temp file in the same folder, then ``os.replace``)."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "", fsync: bool = False) -> Iterator[Path]:
+    """The one way tinct writes a file: yields a temporary path beside ``path``
+    (``.NAME.tmp-PID`` + ``suffix``, for writers that insist on an extension) to write to;
+    when the block ends without error the file is (optionally fsync'ed and) moved onto
+    ``path`` with ``os.replace``, else it is removed. No reader ever sees a half-written file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        yield tmp
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a UTF-8 text file atomically (:func:`atomic_path`), creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path

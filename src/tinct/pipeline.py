@@ -29,6 +29,7 @@ from PIL import Image
 
 from .color import bound_chroma, gray_to_lightness, lab_to_srgb8
 from .data import IMAGE_SUFFIXES
+from .device import pick_device
 from .io import (ImageReadError, LoadedImage, input_identity, is_tinct_output, open_image, output_source, read_image,
                  to_loaded_image, write_image)
 from .weights import load_model
@@ -129,9 +130,7 @@ class Colorizer:
     """
 
     def __init__(self, model: str = "default", device: str = "auto", size: int | None = None):
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = pick_device(device)
         self.method, self.info = load_model(model, self.device)
         if not self.method.is_colorizer:
             raise ValueError(f"model {model!r} is a {self.info['method']!r} model (a generative prior), not a colorizer; "

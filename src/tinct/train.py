@@ -32,16 +32,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
-from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, load_inference_state, save_checkpoint
 from .data import ColorizationDataset, DataConfig
+from .device import pick_device
 from .features import FeatureCache, weights_fingerprint
+from .io import atomic_path
 from .methods import ColorizationMethod, build_method, get_method
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
+#: the old name of :func:`tinct.checkpoint.save_checkpoint`
+save_checkpoint_atomic = save_checkpoint
 
 __all__ = ["RunOptions", "train", "TrainingStopped", "load_checkpoint", "save_checkpoint_atomic", "resolve_config"]
 
@@ -106,27 +109,6 @@ def resolve_config(method: str, yaml_file: str | None = None, overrides: list[st
     return values
 
 
-def save_checkpoint_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:
-    """torch.save to a temp file in the same folder, fsync, then os.replace."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a training checkpoint (a file, or a run directory holding checkpoint.pt) on CPU."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no checkpoint")
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 class EMA:
     """Exponential moving average of a module's parameters; buffers are copied.
 
@@ -148,12 +130,6 @@ class EMA:
             ema_b.copy_(b)
 
 
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class _StopFlag:
     def __init__(self) -> None:
         self.raised: int | None = None
@@ -172,7 +148,7 @@ def train(
     checkpoint's. SIGINT or SIGTERM saves a checkpoint and raises :class:`TrainingStopped`.
     """
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    device = _pick_device(options.device)
+    device = pick_device(options.device)
     if distributed:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         rank, world = dist.get_rank(), dist.get_world_size()
@@ -256,7 +232,7 @@ def train(
     def checkpoint() -> None:
         if not is_main:
             return
-        save_checkpoint_atomic(
+        save_checkpoint(
             {
                 "method": method_name,
                 "config": dataclasses.asdict(cfg),
@@ -365,9 +341,8 @@ def _truncate_log(path: Path, step: int) -> None:
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
     if len(kept) != len(lines):
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(kept), encoding="utf-8")
 
 
 def _ignore_stop_signals(_worker_id: int) -> None:
@@ -430,8 +405,6 @@ def _load_allowing_new_layers(module: torch.nn.Module, state: dict[str, torch.Te
 def _init_from(method: ColorizationMethod, source: str) -> None:
     """Start from trained weights (a checkpoint, run dir or exported .safetensors) to fine-tune."""
     if str(source).endswith(".safetensors") or not Path(source).exists():
-        from .weights import load_inference_state
-
         state, _meta = load_inference_state(source)
         _load_allowing_new_layers(method.inference_module(), state, source)
         log.info("initialized %s from %s", method.inference_module_name, source)

@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 from ..color import gray_to_lightness, lab_to_rgb
+from ..nets.efficientnet import shared_classifier
 
 __all__ = ["ColorizationMethod", "InferenceOption", "register", "get_method", "method_names", "build_method", "sample_grid",
            "image_grid"]
@@ -143,6 +144,18 @@ class ColorizationMethod(nn.Module):
         if name not in store:
             store[name] = factory().to(device)
         return store[name]
+
+    def classify(self, rgb: torch.Tensor) -> torch.Tensor:
+        """Class probabilities [B, 1000] of gray [B, 1, H, W] or color [B, 3, H, W] images in [0, 1]
+        by the frozen EfficientNet-Lite0 classifier (the papers' off-the-shelf classifier)."""
+        return self.frozen_network("classifier", shared_classifier, rgb.device)(rgb)
+
+    def labels_or_predicted(self, labels: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        """Class indices [B]: the data's ``labels``, or the classifier's prediction on the color
+        image ``rgb`` [B, 3, H, W] in [0, 1] where a label is unknown (-1)."""
+        if (labels >= 0).all():
+            return labels
+        return torch.where(labels >= 0, labels, self.classify(rgb).argmax(dim=1))
 
     def inference_module(self) -> nn.Module:
         return getattr(self, self.inference_module_name)

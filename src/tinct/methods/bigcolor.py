@@ -28,11 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import load_checkpoint, load_inference_state, network_state
 from ..color import lightness_to_gray, rgb_to_lab, rgb_to_yuv, yuv_to_rgb
-from ..nets.biggan import ConditionalBatchNorm, truncated_normal
+from ..nets.biggan import (BigGANGenerator, ConditionalBatchNorm, ProjectionDiscriminator, channel_plan, hinge_d_loss,
+                           truncated_normal)
 from ..nets.perceptual import PerceptualLoss
 from . import ColorizationMethod, InferenceOption, register
-from .prior import BigGANGenerator, ImageClassifier, ProjectionDiscriminator, channel_plan, hinge_d_loss, labels_or_predicted
 
 log = logging.getLogger(__name__)
 
@@ -160,14 +161,11 @@ class BigColor(ColorizationMethod):
 
     def load_prior(self, source: str) -> None:
         """Start G (and D, when the source is a training run) from a trained ``prior``."""
-        from ..train import load_checkpoint
-        from ..weights import load_inference_state
-
         path = Path(source)
         if path.is_dir() or path.suffix in (".pt", ".pth"):
             ckpt = load_checkpoint(path)
             method, config, g_state = ckpt["method"], ckpt["config"], ckpt["ema"]
-            d_state = {k[len("discriminator."):]: v for k, v in ckpt["model"].items() if k.startswith("discriminator.")}
+            d_state = network_state(ckpt, "discriminator")
         else:
             g_state, info = load_inference_state(source)
             method, config, d_state = info["method"], info["config"], None
@@ -182,10 +180,6 @@ class BigColor(ColorizationMethod):
         log.info("bigcolor: G%s initialized from the prior %s", " and D" if d_state else "", source)
 
     # --- inference -----------------------------------------------------------------------
-    def classify(self, gray_or_rgb: torch.Tensor) -> torch.Tensor:
-        """Class probabilities [B, 1000] of gray [B, 1, H, W] or color [B, 3, H, W] images in [0, 1]."""
-        return self.frozen_network("classifier", ImageClassifier, gray_or_rgb.device)(gray_or_rgb)
-
     #: the pipeline passes a 224 x 224 view of the whole full-resolution input as ``semantic_gray``:
     #: the classifier recognizes far more from it than from the working-resolution copy
     semantic_view: int = 224
@@ -250,7 +244,7 @@ class BigColor(ColorizationMethod):
     def train_step(self, batch, optimizers, step, autocast) -> dict[str, float]:
         c = self.config
         rgb, gray = batch["rgb"], batch["gray"]
-        labels = labels_or_predicted(self, batch["label"], rgb)
+        labels = self.labels_or_predicted(batch["label"], rgb)
         z = torch.randn(rgb.shape[0], self.net.z_dim, device=rgb.device)
         losses: dict[str, float] = {}
         with autocast():

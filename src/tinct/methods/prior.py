@@ -19,121 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..nets.biggan import (
-    NUM_CLASSES, ClassEmbedding, DBlock, GBlock, SelfAttention, orthogonal_init, sn_conv, sn_linear, spectral_normed,
-    truncated_normal,
-)
-from ..nets.efficientnet import ImageClassifier
+from ..nets.biggan import BigGANGenerator, ProjectionDiscriminator, hinge_d_loss, truncated_normal
 from . import ColorizationMethod, image_grid, register
 
-__all__ = ["PriorConfig", "BigGANGenerator", "ProjectionDiscriminator", "Prior", "channel_plan", "ImageClassifier"]
-
-# BigGAN's channel multipliers, from the 4x4 map to the output resolution
-_MULTIPLIERS = {16: (16, 8, 4), 32: (16, 8, 4, 2), 64: (16, 16, 8, 4, 2), 128: (16, 16, 8, 4, 2, 1), 256: (16, 16, 8, 8, 4, 2, 1)}
-
-
-def channel_plan(image_size: int, width: int) -> list[int]:
-    """Generator channels from the 4x4 map to the last block: ``len = log2(S / 4) + 1``."""
-    if image_size not in _MULTIPLIERS:
-        raise ValueError(f"image_size {image_size}: must be one of {sorted(_MULTIPLIERS)}")
-    return [m * width for m in _MULTIPLIERS[image_size]]
-
-
-class BigGANGenerator(nn.Module):
-    """Class-conditional BigGAN generator.
-
-    ``forward(z, classes)``: z [B, z_chunk * (n + 1)], classes [B] (indices) or [B, 1000]
-    (probabilities) -> sRGB [B, 3, S, S] in [0, 1].
-    ``synthesize(h, z_blocks, code)``: run the n blocks from any feature map h [B, C0, h, w]
-    (BigColor's spatial feature) -> sRGB [B, 3, 2^n h, 2^n w].
-    """
-
-    def __init__(self, image_size: int = 64, width: int = 16, z_chunk: int = 17, class_dim: int = 128,
-                 attention_block: int = -2, pretrained_codes: bool = True):
-        super().__init__()
-        channels = channel_plan(image_size, width)
-        self.n_blocks = len(channels) - 1
-        self.z_chunk = z_chunk
-        self.z_dim = z_chunk * (self.n_blocks + 1)
-        self.feature_channels = channels[0]
-        self.embedding = ClassEmbedding(class_dim, pretrained=pretrained_codes)
-        self.linear = sn_linear(z_chunk, channels[0] * 16)
-        cond = z_chunk + class_dim
-        self.blocks = nn.ModuleList(GBlock(channels[i], channels[i + 1], cond) for i in range(self.n_blocks))
-        self.attention_after = attention_block % self.n_blocks if attention_block is not None else None
-        self.attention = SelfAttention(channels[self.attention_after + 1]) if self.attention_after is not None else None
-        self.out_bn = nn.BatchNorm2d(channels[-1], eps=1e-4)
-        self.out_conv = sn_conv(channels[-1], 3)
-        orthogonal_init(self)
-
-    def synthesize(self, h: torch.Tensor, z_blocks: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        """h [B, C0, h, w]; z_blocks [B, z_chunk * n]; code [B, class_dim] -> sRGB in [0, 1]."""
-        chunks = z_blocks.split(self.z_chunk, dim=1)
-        for i, block in enumerate(self.blocks):
-            h = block(h, torch.cat([chunks[i], code], dim=1))  # [B, C_{i+1}, 2h, 2w]
-            if i == self.attention_after:
-                h = self.attention(h)
-        rgb = torch.tanh(self.out_conv(F.relu(self.out_bn(h))))  # [B, 3, H, W] in [-1, 1]
-        return (rgb + 1) / 2
-
-    def forward(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        first, rest = z[:, : self.z_chunk], z[:, self.z_chunk:]
-        h = self.linear(first).view(z.shape[0], self.feature_channels, 4, 4)
-        return self.synthesize(h, rest, self.embedding(classes))
-
-
-class ProjectionDiscriminator(nn.Module):
-    """BigGAN projection discriminator: sRGB [B, 3, S, S] in [0, 1] and classes [B] -> logits [B].
-
-    ``D(x, y) = w^T phi(x) + embed(y)^T phi(x)``, phi = DBlocks, ReLU, sum over space.
-    ``features(x)`` returns every block's output (for feature-matching losses).
-    """
-
-    def __init__(self, image_size: int = 64, width: int = 16, attention_block: int = 0):
-        super().__init__()
-        channels = [3] + list(reversed(channel_plan(image_size, width)))[:-1] + [channel_plan(image_size, width)[0]]
-        # e.g. S=64, width 16: 3 -> 32 -> 64 -> 128 -> 256 (4x4) -> 256 (no down-sampling)
-        n = len(channels) - 1
-        self.blocks = nn.ModuleList(
-            DBlock(channels[i], channels[i + 1], downsample=i < n - 1, preactivation=i > 0) for i in range(n)
-        )
-        self.attention_after = attention_block
-        self.attention = SelfAttention(channels[attention_block + 1]) if attention_block is not None else None
-        self.linear = sn_linear(channels[-1], 1)
-        self.embed = spectral_normed(nn.Embedding(NUM_CLASSES, channels[-1]))
-        orthogonal_init(self)
-
-    def features(self, rgb: torch.Tensor) -> list[torch.Tensor]:
-        h = rgb * 2 - 1
-        feats = []
-        for i, block in enumerate(self.blocks):
-            h = block(h)
-            if i == self.attention_after:
-                h = self.attention(h)
-            feats.append(h)
-        return feats
-
-    def forward(self, rgb: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.features(rgb)[-1]).sum(dim=(2, 3))  # [B, C]
-        return self.linear(h).squeeze(1) + (self.embed(classes) * h).sum(dim=1)
-
-
-def labels_or_predicted(method: ColorizationMethod, labels: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-    """Class indices [B]: the data's labels, or Lite0's prediction on the color image
-    [B, 3, H, W] where a label is unknown (-1)."""
-    if (labels >= 0).all():
-        return labels
-    predicted = method.frozen_network("classifier", ImageClassifier, rgb.device)(rgb).argmax(dim=1)
-    return torch.where(labels >= 0, labels, predicted)
-
-
-def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
-
+__all__ = ["PriorConfig", "Prior"]
 
 @dataclass
 class PriorConfig:
@@ -167,9 +59,6 @@ class Prior(ColorizationMethod):
         self.generator = BigGANGenerator(config.image_size, config.width, config.z_chunk, config.class_dim, pretrained_codes=pretrained)
         self.discriminator = ProjectionDiscriminator(config.image_size, config.width)
         self._g, self._d = self.generator, self.discriminator
-
-    def labels_or_predicted(self, labels: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        return labels_or_predicted(self, labels, rgb)
 
     def sample_z(self, n: int, truncation: float | None = None, sigma: float = 1.0, seed: int | None = None,
                  device: torch.device | str = "cpu") -> torch.Tensor:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..color import AB_SCALE, colorfulness, gray_to_lightness, lab_to_rgb, lightness_to_gray, rgb_to_lab
-from ..nets.efficientnet import ImageClassifier, efficientnet_lite
+from ..nets.efficientnet import efficientnet_lite, shared_classifier
 from ..nets.unet import Lite0UNet
 from ..nets.patchgan import PatchDiscriminator
 from ..nets.perceptual import PerceptualLoss, class_consistency_loss
@@ -97,7 +97,7 @@ class UNetGAN(ColorizationMethod):
         """gray [B, 1, h, w] in [0, 1] (any size; resized to the view) -> [B, 1280], or None when off."""
         if not self.config.semantic_view:
             return None
-        net = self.frozen_network("classifier", ImageClassifier, gray.device)
+        net = self.frozen_network("classifier", shared_classifier, gray.device)
         return net.pooled_features(gray, self.config.semantic_view)
 
     def predict_ab(self, lightness: torch.Tensor, semantic_gray: torch.Tensor | None = None, **options: Any) -> torch.Tensor:
@@ -185,7 +185,7 @@ class UNetGAN(ColorizationMethod):
                 loss_g = loss_g + c.colorfulness_weight * gap
                 losses["colorfulness"] = gap.item()
             if c.class_weight > 0:
-                classifier = self.frozen_network("classifier", ImageClassifier, lightness.device)
+                classifier = self.frozen_network("classifier", shared_classifier, lightness.device)
                 class_kl = class_consistency_loss(classifier, fake_rgb, batch["rgb"], c.class_view)
                 loss_g = loss_g + c.class_weight * class_kl
                 losses["class_kl"] = class_kl.item()

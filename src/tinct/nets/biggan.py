@@ -10,7 +10,10 @@
   classes, as a learned linear map of a fixed semantic code of every class (the principal
   components of EfficientNet-Lite0's classifier weights), so that classes never seen in
   training still get a code near the classes they resemble;
-- :func:`orthogonal_init`; :func:`truncated_normal` for sampling with truncation.
+- :func:`orthogonal_init`; :func:`truncated_normal` for sampling with truncation;
+- the networks built from them: :class:`BigGANGenerator` (class-conditional, hierarchical z;
+  :meth:`BigGANGenerator.synthesize` runs its blocks from any feature map, as BigColor's G),
+  :class:`ProjectionDiscriminator`, their :func:`channel_plan` and :func:`hinge_d_loss`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 __all__ = [
     "spectral_normed", "sn_conv", "sn_linear", "ConditionalBatchNorm", "GBlock", "DBlock", "SelfAttention", "ClassEmbedding",
-    "orthogonal_init", "truncated_normal", "class_semantic_codes", "NUM_CLASSES",
+    "orthogonal_init", "truncated_normal", "class_semantic_codes", "NUM_CLASSES", "channel_plan", "BigGANGenerator",
+    "ProjectionDiscriminator", "hinge_d_loss",
 ]
 
 NUM_CLASSES = 1000
@@ -202,3 +206,97 @@ def truncated_normal(shape: tuple[int, ...], truncation: float = 0.0, sigma: flo
             z[outside] = torch.randn(int(outside.sum()), generator=generator)
         z = z.clamp(-truncation, truncation)
     return z * sigma
+
+
+# BigGAN's channel multipliers, from the 4x4 map to the output resolution
+_MULTIPLIERS = {16: (16, 8, 4), 32: (16, 8, 4, 2), 64: (16, 16, 8, 4, 2), 128: (16, 16, 8, 4, 2, 1), 256: (16, 16, 8, 8, 4, 2, 1)}
+
+
+def channel_plan(image_size: int, width: int) -> list[int]:
+    """Generator channels from the 4x4 map to the last block: ``len = log2(S / 4) + 1``."""
+    if image_size not in _MULTIPLIERS:
+        raise ValueError(f"image_size {image_size}: must be one of {sorted(_MULTIPLIERS)}")
+    return [m * width for m in _MULTIPLIERS[image_size]]
+
+
+class BigGANGenerator(nn.Module):
+    """Class-conditional BigGAN generator.
+
+    ``forward(z, classes)``: z [B, z_chunk * (n + 1)], classes [B] (indices) or [B, 1000]
+    (probabilities) -> sRGB [B, 3, S, S] in [0, 1].
+    ``synthesize(h, z_blocks, code)``: run the n blocks from any feature map h [B, C0, h, w]
+    (BigColor's spatial feature) -> sRGB [B, 3, 2^n h, 2^n w].
+    """
+
+    def __init__(self, image_size: int = 64, width: int = 16, z_chunk: int = 17, class_dim: int = 128,
+                 attention_block: int = -2, pretrained_codes: bool = True):
+        super().__init__()
+        channels = channel_plan(image_size, width)
+        self.n_blocks = len(channels) - 1
+        self.z_chunk = z_chunk
+        self.z_dim = z_chunk * (self.n_blocks + 1)
+        self.feature_channels = channels[0]
+        self.embedding = ClassEmbedding(class_dim, pretrained=pretrained_codes)
+        self.linear = sn_linear(z_chunk, channels[0] * 16)
+        cond = z_chunk + class_dim
+        self.blocks = nn.ModuleList(GBlock(channels[i], channels[i + 1], cond) for i in range(self.n_blocks))
+        self.attention_after = attention_block % self.n_blocks if attention_block is not None else None
+        self.attention = SelfAttention(channels[self.attention_after + 1]) if self.attention_after is not None else None
+        self.out_bn = nn.BatchNorm2d(channels[-1], eps=1e-4)
+        self.out_conv = sn_conv(channels[-1], 3)
+        orthogonal_init(self)
+
+    def synthesize(self, h: torch.Tensor, z_blocks: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """h [B, C0, h, w]; z_blocks [B, z_chunk * n]; code [B, class_dim] -> sRGB in [0, 1]."""
+        chunks = z_blocks.split(self.z_chunk, dim=1)
+        for i, block in enumerate(self.blocks):
+            h = block(h, torch.cat([chunks[i], code], dim=1))  # [B, C_{i+1}, 2h, 2w]
+            if i == self.attention_after:
+                h = self.attention(h)
+        rgb = torch.tanh(self.out_conv(F.relu(self.out_bn(h))))  # [B, 3, H, W] in [-1, 1]
+        return (rgb + 1) / 2
+
+    def forward(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        first, rest = z[:, : self.z_chunk], z[:, self.z_chunk:]
+        h = self.linear(first).view(z.shape[0], self.feature_channels, 4, 4)
+        return self.synthesize(h, rest, self.embedding(classes))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """BigGAN projection discriminator: sRGB [B, 3, S, S] in [0, 1] and classes [B] -> logits [B].
+
+    ``D(x, y) = w^T phi(x) + embed(y)^T phi(x)``, phi = DBlocks, ReLU, sum over space.
+    ``features(x)`` returns every block's output (for feature-matching losses).
+    """
+
+    def __init__(self, image_size: int = 64, width: int = 16, attention_block: int = 0):
+        super().__init__()
+        channels = [3] + list(reversed(channel_plan(image_size, width)))[:-1] + [channel_plan(image_size, width)[0]]
+        # e.g. S=64, width 16: 3 -> 32 -> 64 -> 128 -> 256 (4x4) -> 256 (no down-sampling)
+        n = len(channels) - 1
+        self.blocks = nn.ModuleList(
+            DBlock(channels[i], channels[i + 1], downsample=i < n - 1, preactivation=i > 0) for i in range(n)
+        )
+        self.attention_after = attention_block
+        self.attention = SelfAttention(channels[attention_block + 1]) if attention_block is not None else None
+        self.linear = sn_linear(channels[-1], 1)
+        self.embed = spectral_normed(nn.Embedding(NUM_CLASSES, channels[-1]))
+        orthogonal_init(self)
+
+    def features(self, rgb: torch.Tensor) -> list[torch.Tensor]:
+        h = rgb * 2 - 1
+        feats = []
+        for i, block in enumerate(self.blocks):
+            h = block(h)
+            if i == self.attention_after:
+                h = self.attention(h)
+            feats.append(h)
+        return feats
+
+    def forward(self, rgb: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.features(rgb)[-1]).sum(dim=(2, 3))  # [B, C]
+        return self.linear(h).squeeze(1) + (self.embed(classes) * h).sum(dim=1)
+
+
+def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()

@@ -145,7 +145,6 @@ def efficientnet_lite(variant: str = "lite0", pretrained: bool = True) -> Effici
     return net
 
 
-@lru_cache(maxsize=1)
 class ImageClassifier(nn.Module):
     """EfficientNet-Lite0 (ImageNet) as the off-the-shelf classifier of the papers, frozen.
 
@@ -187,6 +186,13 @@ class ImageClassifier(nn.Module):
 
     def logits(self, rgb: torch.Tensor, size: int) -> torch.Tensor:
         return self.net(self._square_view(rgb, size)).float()
+
+
+@lru_cache(maxsize=1)
+def shared_classifier() -> ImageClassifier:
+    """The process-wide frozen :class:`ImageClassifier` with its ImageNet weights: one copy,
+    however many methods use it (for the methods' ``frozen_network``)."""
+    return ImageClassifier()
 
 
 def imagenet_class_names() -> list[str]:

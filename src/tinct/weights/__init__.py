@@ -8,124 +8,32 @@ is verified before every load; a mismatch (a corrupt or altered file) is a clear
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
+from ..checkpoint import (DEFAULT_MODEL, WeightsError, load_checkpoint, load_inference_state, resolve_model,
+                          save_inference_weights, sha256_file, shipped_cards, weights_dir)
 from ..io import write_text_atomic
+from ..methods import build_method
 
 __all__ = [
     "DEFAULT_MODEL", "WeightsError", "resolve_model", "load_model", "load_inference_state",
-    "list_models", "export_run", "sha256_file", "models_markdown",
+    "list_models", "export_run", "sha256_file", "weights_dir", "models_markdown",
 ]
-
-#: the model used when none is named (``--model default``)
-DEFAULT_MODEL = "cic"
-
-
-class WeightsError(ValueError):
-    """A model that cannot be loaded (unknown name, corrupt file, checksum mismatch)."""
-
-
-def weights_dir() -> Path:
-    return Path(str(files("tinct").joinpath("weights")))
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def list_models() -> list[dict[str, Any]]:
     """Card data of every model shipped in the package."""
-    cards = []
-    for card in sorted(weights_dir().glob("*.json")):
-        data = json.loads(card.read_text(encoding="utf-8"))
-        if "sha256" in data:
-            cards.append(data)
-    return cards
-
-
-def resolve_model(name_or_path: str) -> tuple[Path, dict[str, Any] | None]:
-    """Path of the weights file for a shipped model name (or 'default') or a .safetensors path,
-    with its card data when it has one."""
-    name = DEFAULT_MODEL if name_or_path == "default" else name_or_path
-    candidate = Path(name)
-    if candidate.suffix == ".safetensors":
-        if not candidate.exists():
-            raise WeightsError(f"{candidate}: no such weights file")
-        card_path = candidate.with_suffix(".json")
-        card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.exists() else None
-        return candidate, card
-    path = weights_dir() / f"{name}.safetensors"
-    card_path = weights_dir() / f"{name}.json"
-    if not path.exists() or not card_path.exists():
-        known = ", ".join(m["name"] for m in list_models()) or "none"
-        raise WeightsError(f"unknown model {name_or_path!r}; shipped models: {known}")
-    return path, json.loads(card_path.read_text(encoding="utf-8"))
-
-
-def load_inference_state(name_or_path: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Verified float32 state dict of a model's inference network and its metadata
-    (``method``, ``config``, ``working_size``, card data)."""
-    source = Path(name_or_path)
-    if source.is_dir() or source.suffix in (".pt", ".pth"):
-        return _checkpoint_inference_state(source)
-    path, card = resolve_model(name_or_path)
-    if card is not None and "sha256" in card:
-        actual = sha256_file(path)
-        if actual != card["sha256"]:
-            raise WeightsError(
-                f"{path}: SHA-256 mismatch (file {actual[:12]}..., expected {card['sha256'][:12]}...): "
-                "the weights file is corrupt or was changed; reinstall tinct"
-            )
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    except Exception as exc:  # safetensors raises its own error types for damaged headers
-        raise WeightsError(f"{path}: cannot read weights ({exc})") from None
-    if "method" not in meta or "config" not in meta:
-        raise WeightsError(f"{path}: not a tinct weights file (metadata lacks method/config)")
-    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
-    if bad is not None:
-        raise WeightsError(f"{path}: weight {bad!r} holds NaN or infinite values (a damaged file)")
-    info = {
-        "method": meta["method"],
-        "config": json.loads(meta["config"]),
-        "working_size": int(meta.get("working_size", 0)) or None,
-        "card": card or {},
-        "path": str(path),
-    }
-    return state, info
-
-
-def _checkpoint_inference_state(source: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The EMA inference weights of a training run (its folder or checkpoint file)."""
-    from ..train import load_checkpoint
-
-    ckpt = load_checkpoint(source)
-    info = {"method": ckpt["method"], "config": ckpt["config"], "working_size": ckpt["config"].get("image_size"),
-            "card": {}, "path": str(source), "step": ckpt["step"]}
-    return {k: v.float() if v.is_floating_point() else v for k, v in ckpt["ema"].items()}, info
+    return shipped_cards()
 
 
 def load_model(name_or_path: str = "default", device: str | torch.device = "cpu"):
     """Build a model ready for inference: a shipped name, an exported ``.safetensors`` or a
     training run (folder or checkpoint, its EMA weights); returns (method, info)."""
-    from ..methods import build_method
-
     state, info = load_inference_state(name_or_path)
     method = build_method(info["method"], info["config"], pretrained=False)
     try:
@@ -160,8 +68,6 @@ def export_run(
     a narrow dataset moves the pretrained encoder away from what it knew; mixing some of it
     back makes a model more robust on images unlike the training data.
     """
-    from ..train import load_checkpoint
-
     dest = Path(dest) if dest else Path.cwd()
     targets = [dest / f"{name}{suffix}" for suffix in (".safetensors", ".json", ".md")]
     existing = [str(t) for t in targets if t.exists()]
@@ -175,14 +81,9 @@ def export_run(
     config = ckpt["config"]
     if pretrained_mix is not None:
         ema = _mix_with_pretrained(ema, ckpt["method"], config, pretrained_mix)
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in ema.items()}
     working_size = working_size or config.get("image_size")
-    meta = {"method": ckpt["method"], "config": json.dumps(config), "working_size": str(working_size), "name": name}
     path = dest / f"{name}.safetensors"
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    state = save_inference_weights(ema, path, ckpt["method"], config, working_size, name)
     n_params = sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)
     card = {
         "name": name,
@@ -213,8 +114,6 @@ def export_run(
 
 
 def _mix_with_pretrained(state: dict[str, torch.Tensor], method_name: str, config: dict, alpha: float) -> dict[str, torch.Tensor]:
-    from ..methods import build_method
-
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"pretrained mix must be between 0 and 1 (exclusive), got {alpha}")
     pretrained = build_method(method_name, config, pretrained=False).pretrained_weights()
