@@ -6,12 +6,13 @@
     tinct eval --model NAME --data DIR [--size N] [--limit N] [--json] [--report DIR]
     tinct eval --pred DIR --gt DIR [--json] [--report DIR]
     tinct models [--json | --markdown | --readme README.md]
-    tinct prior --data SRC... -o PRIOR.json [--images N]
-    tinct figure temperature IMAGE -o SWEEP.png [--model cic]
     tinct figure sheet IMAGE... -o SHEET.jpg [--models default,cic] [--height 256]
-    tinct sample --model PRIOR --class NAME|INDEX [--n 16] -o GRID.png [--fd REAL_DATA]
     tinct serve [--host 127.0.0.1] [--port 7860] [--models NAME,...] [--max-upload-mb 25] [--workers N] [--study DIR]
     tinct study report STUDY.csv [--json]
+
+plus the commands and figure kinds methods declare (:class:`tinct.methods.MethodCommand`: cic's
+``ab-histogram`` and ``figure temperature``, the prior's ``sample``), and one flag per inference
+option the methods declare (:class:`tinct.methods.InferenceOption`) on ``colorize`` and ``eval``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,23 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .device import pick_device
+from .evaluate import evaluate_cli
+from .figures import model_sheet
+from .io import ImageReadError, write_image
+from .methods import declared_options, method_commands, method_names
+from .pipeline import Colorizer, colorize_files
+from .serve import ServeConfig, require_gradio, serve
+from .study import format_report, study_report
+from .train import RunOptions, TrainingStopped, resolve_config, train
+from .weights import export_run, list_models, load_model, models_markdown, update_readme_table
+
+log = logging.getLogger(__name__)
 
 __all__ = ["main"]
 
@@ -42,25 +60,25 @@ def _add_colorize(sub: argparse._SubParsersAction) -> None:
     _add_method_options(p)
 
 
+_OPTION_TYPES = {"float": float, "int": int, "str": str, "class": str, "image": str}
+_OPTION_METAVARS = {"class": "NAME|INDEX", "image": "COLOR_IMAGE"}
+_OPTION_PREFIX = "option_"
+
+
 def _add_method_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("method options (used by the methods that have them)")
-    g.add_argument("--temperature", type=float, default=None, help="cic: annealed-mean temperature (default 0.38; 0 = the mode)")
-    g.add_argument("--class", dest="class_", default=None, metavar="NAME|INDEX",
-                   help="bigcolor: ImageNet class to colorize as (default: classified from the gray input)")
-    g.add_argument("--reference", default=None, metavar="COLOR_IMAGE", help="bigcolor: take the class from this color image")
-    g.add_argument("--samples", type=int, default=None, metavar="N", help="bigcolor: N outputs with different random codes z")
-    g.add_argument("--sigma", type=float, default=None, help="bigcolor: std of z ~ N(0, sigma^2 I) (default 0.8)")
-    g.add_argument("--top-k", type=int, default=None, metavar="K", help="bigcolor: one output per each of the K most probable classes")
-    g.add_argument("--seed", type=int, default=None, help="bigcolor: seed of the first random code (default 0)")
-
-
-_METHOD_OPTIONS = {"temperature": "temperature", "class_": "class", "reference": "reference", "samples": "samples",
-                   "sigma": "sigma", "top_k": "top_k", "seed": "seed"}
+    """One flag per inference option the registered methods declare (:class:`tinct.methods.InferenceOption`:
+    its type, default and help), so a new method's options need no change here."""
+    g = p.add_argument_group("method options (generated from each method's declared options; used by the methods named)")
+    for name, (opt, owners) in declared_options().items():
+        default = "" if opt.default is None else f" (default {opt.default:g})" if isinstance(opt.default, float) else f" (default {opt.default})"
+        g.add_argument("--" + name.replace("_", "-"), dest=_OPTION_PREFIX + name, type=_OPTION_TYPES[opt.type], default=None,
+                       choices=list(opt.choices) or None, metavar=_OPTION_METAVARS.get(opt.type, name.upper()),
+                       help=f"{', '.join(owners)}: {opt.help}{default}".replace("%", "%%"))
 
 
 def method_options(args: argparse.Namespace) -> dict:
     """The method-specific inference options given on the command line."""
-    return {key: getattr(args, attr) for attr, key in _METHOD_OPTIONS.items() if getattr(args, attr, None) is not None}
+    return {k[len(_OPTION_PREFIX):]: v for k, v in vars(args).items() if k.startswith(_OPTION_PREFIX) and v is not None}
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -116,45 +134,31 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     _add_method_options(p)
 
 
-def _add_prior(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prior", help="empirical ab-bin distribution of a dataset (CIC's class-rebalancing prior)")
-    p.add_argument("--data", nargs="+", required=True, help="folders, shards or globs")
-    p.add_argument("-o", "--out", required=True, help="output JSON (use with `tinct train cic --set prior_file=...`)")
-    p.add_argument("--images", type=int, default=5000, help="images sampled evenly from the data (0: all)")
-    p.add_argument("--size", type=int, default=64, help="center-crop size the images are resized to")
-    p.add_argument("--sigma", type=float, default=5.0, help="Gaussian smoothing of the distribution, in ab units")
-    p.add_argument("--min-colorfulness", type=float, default=8.0, help="drop near-gray images below this colorfulness")
-    p.add_argument("--no-progress", action="store_true")
+def _add_figure(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    p = sub.add_parser("figure", help="render figures: a contact sheet of models, and the methods' own figures")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    s = kinds.add_parser("sheet", help="contact sheet: one row per image, columns input | each of --models")
+    s.add_argument("images", nargs="+", metavar="IMAGE", help="input images, one row each")
+    s.add_argument("-o", "--out", required=True, help="output image (.png or .jpg)")
+    s.add_argument("--models", default="default,cic", help="comma-separated models, one column each (default: %(default)s)")
+    s.add_argument("--height", type=int, default=256, help="height of every cell in pixels (default: %(default)s)")
+    s.add_argument("--size", type=int, default=None, help="working resolution")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--force", action="store_true", help="overwrite an existing output")
+    return kinds
 
 
-def _add_figure(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("figure", help="render figures of the papers with shipped models")
-    p.add_argument("kind", choices=["temperature", "sheet"],
-                   help="temperature: CIC's annealed-mean sweep (its Figure 1); sheet: contact sheet, columns input | each of --models")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="input image (sheet: one or more, one row each)")
-    p.add_argument("-o", "--out", required=True, help="output image (.png or .jpg)")
-    p.add_argument("--model", default="cic", help="temperature: a cic model (default: %(default)s)")
-    p.add_argument("--models", default="default,cic", help="sheet: comma-separated models, one column each (default: %(default)s)")
-    p.add_argument("--height", type=int, default=256, help="sheet: height of every cell in pixels (default: %(default)s)")
-    p.add_argument("--size", type=int, default=None, help="working resolution")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
-
-
-def _add_sample(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="draw samples of a class from a generative prior")
-    p.add_argument("--model", required=True, help="a 'prior' model: shipped name, .safetensors or training run")
-    p.add_argument("--class", dest="class_", required=True, metavar="NAME|INDEX", help="ImageNet class")
-    p.add_argument("--n", type=int, default=16, help="number of samples (default: %(default)s)")
-    p.add_argument("-o", "--out", required=True, help="output PNG grid")
-    p.add_argument("--truncation", type=float, default=None, help="redraw z beyond this many std (default: the model's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
-    p.add_argument("--fd", nargs="+", default=None, metavar="REAL_DATA",
-                   help="also print FD-EffNet of --fd-n samples (all classes) against these real images")
-    p.add_argument("--fd-n", type=int, default=1000, help="samples for --fd (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="print the FD result as JSON")
-    p.add_argument("--device", default="auto")
+def _add_method_commands(sub: argparse._SubParsersAction, figures: argparse._SubParsersAction) -> None:
+    """The commands methods declare (:class:`tinct.methods.MethodCommand`), each a subcommand or a figure kind."""
+    for cls, cmd in method_commands():
+        p = (figures if cmd.figure else sub).add_parser(cmd.name, help=cmd.help, aliases=list(cmd.aliases))
+        cmd.add_arguments(p)
+        if cmd.model_default is not None:
+            p.add_argument("--model", default=cmd.model_default or None, required=not cmd.model_default,
+                           help=f"a {cls.name} model: shipped name, .safetensors or training run"
+                                + (" (default: %(default)s)" if cmd.model_default else ""))
+            p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+        p.set_defaults(method_command=(cls, cmd))
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -186,8 +190,6 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = argparse.ArgumentParser(prog="tinct", description="Automatic image colorization.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"tinct {__version__}")
@@ -196,28 +198,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_export(sub)
     _add_eval(sub)
-    _add_prior(sub)
-    _add_figure(sub)
-    _add_sample(sub)
+    figures = _add_figure(sub)
     _add_serve(sub)
     _add_study(sub)
+    _add_method_commands(sub, figures)
     p = sub.add_parser("models", help="list shipped models and trainable methods")
     p.add_argument("--json", action="store_true", help="card data as JSON")
     p.add_argument("--markdown", action="store_true", help="the README's model table, from the model cards' eval metrics")
     p.add_argument("--readme", default=None, metavar="FILE", help="replace the model table between the markers in FILE")
-    for p in sub.choices.values():  # -v after the subcommand too (SUPPRESS: it never resets a -v given before it)
+    parsers = {id(p): p for p in [*sub.choices.values(), *figures.choices.values()]}  # aliases share a parser
+    for p in parsers.values():  # -v after the subcommand too (SUPPRESS: it never resets a -v given before it)
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
     return parser
 
 
 def _cmd_colorize(args: argparse.Namespace) -> int:
-    from .pipeline import Colorizer, colorize_files
-
     if args.threads < 0:
         raise ValueError(f"--threads must be 0 (default) or more, got {args.threads}")
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     colorizer = Colorizer(args.model, device=args.device, size=args.size)
 
@@ -244,8 +242,6 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import RunOptions, TrainingStopped, resolve_config, train
-
     if not args.data and not args.resume:
         raise ValueError("--data is required (only --resume can leave it out: the run's own data)")
     config = resolve_config(args.method, args.config, args.overrides)
@@ -265,8 +261,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .weights import export_run
-
     metrics = None
     if args.metrics:
         with open(args.metrics, encoding="utf-8") as f:
@@ -278,20 +272,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_cli
-
     args.method_options = method_options(args)
     return evaluate_cli(args)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .methods import method_names
-    from .weights import list_models, models_markdown
-
     models = list_models()
     if args.readme:
-        from .weights import update_readme_table
-
         update_readme_table(args.readme, models_markdown(models))
         print(f"updated the model table in {args.readme}")
         return 0
@@ -307,63 +294,39 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_prior(args: argparse.Namespace) -> int:
-    from .methods.cic import compute_prior
-    from .io import write_text_atomic
-
-    result = compute_prior(args.data, args.images, args.size, args.min_colorfulness, args.sigma, progress=not args.no_progress)
-    write_text_atomic(args.out, json.dumps(result) + "\n")
-    top = sorted(zip(result["prior"], result["bins"]), reverse=True)[:3]
-    print(f"{args.out}: {len(result['bins'])} bins from {result['images']} images ({result['pixels']} pixels); "
-          "most frequent ab: " + ", ".join(f"({a:g}, {b:g}) {p:.3f}" for p, (a, b) in top))
-    return 0
-
-
 def _cmd_figure(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .figures import model_sheet, temperature_sweep
-    from .io import write_image
-
-    if args.kind == "sheet":
-        if Path(args.out).exists() and not args.force:  # before the colorizing, not after
-            raise FileExistsError(f"{args.out}: exists (use --force to overwrite)")
-        models = [m.strip() for m in args.models.split(",") if m.strip()]
-        sheet = model_sheet(args.images, models, height=args.height, size=args.size, device=args.device)
-        write_image(sheet, args.out, force=args.force, quality=85)
-        print(args.out)
-        return 0
-    if len(args.images) != 1:
-        raise ValueError("figure temperature takes one image")
-    temperature_sweep(args.images[0], args.out, model=args.model, size=args.size, device=args.device, force=args.force)
+    if Path(args.out).exists() and not args.force:  # before the colorizing, not after
+        raise FileExistsError(f"{args.out}: exists (use --force to overwrite)")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    sheet = model_sheet(args.images, models, height=args.height, size=args.size, device=args.device)
+    write_image(sheet, args.out, force=args.force, quality=85)
     print(args.out)
     return 0
 
 
-def _cmd_sample(args: argparse.Namespace) -> int:
-    from .device import pick_device
-    from .figures import prior_samples
-    from .io import write_image
-
-    device = pick_device(args.device)
-    grid = prior_samples(args.model, args.class_, args.n, args.truncation, args.seed, device)
-    write_image(grid, args.out, force=args.force)
-    print(args.out)
-    if args.fd:
-        from .evaluate import generator_fd
-        from .weights import load_model
-
-        method, _info = load_model(args.model, device)
-        t = method.config.truncation if args.truncation is None else args.truncation
-        result = generator_fd(method.generator, args.fd, args.fd_n, t, args.seed, device)
-        print(json.dumps(result) if args.json else f"FD-EffNet of {result['n']} samples: {result['fd_effnet']:.2f}")
-    return 0
+def _cmd_method(args: argparse.Namespace) -> int:
+    """Run a command a method declared, with its model loaded and checked to be of that method."""
+    cls, cmd = args.method_command
+    used = args.kind if cmd.figure else args.command
+    spelled = f"tinct {'figure ' if cmd.figure else ''}{used}"
+    if used in cmd.aliases:
+        log.warning("`%s` is deprecated and will be removed in the next release; use `tinct %s%s`",
+                    spelled, "figure " if cmd.figure else "", cmd.name)
+    model = None
+    if cmd.model_default is not None:
+        if cls.is_colorizer:
+            model = Colorizer(args.model, device=args.device, size=getattr(args, "size", None))
+            kind = model.info["method"]
+        else:
+            model, info = load_model(args.model, pick_device(args.device))
+            kind = info["method"]
+        if kind != cls.name:
+            raise ValueError(f"model {args.model!r} is a {kind!r} model; `{spelled}` needs a {cls.name} model")
+    return cmd.run(args, model)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from .serve import ServeConfig, require_gradio, serve
-
         require_gradio()
     except ImportError as exc:
         print(f"tinct serve: error: {exc}", file=sys.stderr)
@@ -378,24 +341,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from .study import format_report, study_report
-
     print(format_report(study_report(args.csv), as_json=args.json))
     return 0
 
 
 COMMANDS = {"colorize": _cmd_colorize, "train": _cmd_train, "export": _cmd_export, "eval": _cmd_eval, "models": _cmd_models,
-            "prior": _cmd_prior, "figure": _cmd_figure, "sample": _cmd_sample, "serve": _cmd_serve, "study": _cmd_study}
+            "figure": _cmd_figure, "serve": _cmd_serve, "study": _cmd_study}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with eval results
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from .io import ImageReadError
-
     try:
-        code = COMMANDS[args.command](args)
+        code = _cmd_method(args) if hasattr(args, "method_command") else COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
         return code
     except (FileNotFoundError, FileExistsError, ValueError, KeyError, ImageReadError) as exc:

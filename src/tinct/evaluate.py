@@ -39,10 +39,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .color import rgb_to_lab
 from .data import Record, cache_dir, colorfulness, decode_rgb, index_records, list_images
 from .device import pick_device
 from .io import ImageReadError, atomic_path, open_image, write_text_atomic
+from .metrics import (GRAY_COLORFULNESS_LIMIT, AucAccumulator, Judge, ab_auc, ab_bin_index, ab_of, ab_prior,  # noqa: F401 (re-exported)
+                      classification_crop, frechet_distance, hue_agreement, hue_agreement_ab, psnr, ssim)
 from .weights import format_value
 
 log = logging.getLogger(__name__)
@@ -52,171 +53,6 @@ __all__ = [
     "hue_agreement_ab",
     "Judge", "evaluate_models", "evaluate_cli", "GRAY_COLORFULNESS_LIMIT",
 ]
-
-GRAY_COLORFULNESS_LIMIT = 1.0
-AUC_THRESHOLDS = np.arange(0, 151, dtype=np.float64)
-
-
-def psnr(pred: np.ndarray, target: np.ndarray) -> float:
-    """PSNR in dB of two uint8 RGB arrays [H, W, 3] (data range 255); inf when equal."""
-    mse = np.mean((pred.astype(np.float64) - target.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
-def ssim(pred: np.ndarray, target: np.ndarray) -> float:
-    """SSIM of two uint8 RGB arrays [H, W, 3] (scikit-image, data range 255, mean over channels)."""
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(pred, target, channel_axis=2, data_range=255))
-
-
-AB_BIN_SIZE = 10
-_AB_BINS_PER_AXIS = 23  # centers -110, -100, ..., 110
-
-
-def _ab_of(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 RGB [H, W, 3] -> ab [2, H, W] (float64, D65 Lab)."""
-    t = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)
-    return rgb_to_lab(t.double())[1:]
-
-
-def ab_bin_index(ab: torch.Tensor) -> np.ndarray:
-    """ab [2, ...] -> flat index of its nearest grid-10 bin (centers -110..110 on each axis)."""
-    q = torch.round(ab / AB_BIN_SIZE).clamp(-11, 11).long() + 11
-    return (q[0] * _AB_BINS_PER_AXIS + q[1]).numpy().ravel()
-
-
-def ab_prior(images: list[np.ndarray]) -> np.ndarray:
-    """Empirical distribution [23 * 23] of the ground-truth pixels' ab bins (sums to 1)."""
-    counts = np.zeros(_AB_BINS_PER_AXIS**2, dtype=np.float64)
-    for rgb in images:
-        counts += np.bincount(ab_bin_index(_ab_of(rgb)), minlength=counts.size)
-    return counts / counts.sum()
-
-
-class AucAccumulator:
-    """Zhang et al.'s AuC, pooled over all pixels of all images.
-
-    For thresholds t = 0..150 the (weighted) fraction of pixels whose ab error is <= t,
-    averaged over thresholds: 1.0 for a perfect prediction. With per-pixel weights
-    ``1 / prior(bin of the ground truth)`` it is the class-rebalanced AuC.
-    """
-
-    def __init__(self) -> None:
-        self.hist = np.zeros(len(AUC_THRESHOLDS) + 1, dtype=np.float64)
-
-    def add(self, errors: np.ndarray, weights: np.ndarray | None = None) -> None:
-        # err <= t for integer t  <=>  ceil(err) <= t; everything above 150 lands in the last slot
-        slots = np.minimum(np.ceil(errors.ravel()), len(AUC_THRESHOLDS)).astype(np.int64)
-        self.hist += np.bincount(slots, weights=None if weights is None else weights.ravel(), minlength=self.hist.size)
-
-    def value(self) -> float:
-        total = self.hist.sum()
-        return float((np.cumsum(self.hist)[:-1] / total).mean()) if total > 0 else float("nan")
-
-
-def ab_errors(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per-pixel Euclidean ab error [H * W] of two uint8 RGB images [H, W, 3]."""
-    return torch.linalg.vector_norm(_ab_of(pred) - _ab_of(target), dim=0).numpy().ravel()
-
-
-def ab_auc(pred: np.ndarray, target: np.ndarray, prior: np.ndarray | None = None) -> float:
-    """AuC of one image's per-pixel ab error over thresholds 0..150 (1.0 = perfect).
-
-    pred, target: uint8 RGB [H, W, 3]; ``prior`` (from :func:`ab_prior`) rebalances each
-    pixel by the inverse probability of its ground-truth ab bin.
-    """
-    acc = AucAccumulator()
-    weights = None if prior is None else 1.0 / prior[ab_bin_index(_ab_of(target))]
-    acc.add(ab_errors(pred, target), weights)
-    return acc.value()
-
-
-#: hue agreement: ground-truth pixels at least this chromatic are scored ...
-HUE_GT_MIN_CHROMA = 10.0
-#: ... and count as agreeing when the prediction is at least this chromatic ...
-HUE_PRED_MIN_CHROMA = 5.0
-#: ... and its hue is at most this many degrees away (on the circle).
-HUE_TOLERANCE_DEG = 30.0
-
-
-def hue_agreement_ab(pred_ab: torch.Tensor, gt_ab: torch.Tensor) -> float | None:
-    """Hue agreement of predicted ab [2, H, W] with ground-truth ab [2, H, W] (D65 Lab).
-
-    Of the ground-truth pixels with chroma ``C = sqrt(a^2 + b^2) >= 10``, the share whose
-    prediction has chroma ``>= 5`` and a hue ``atan2(b, a)`` within 30 degrees of the ground
-    truth's (the shorter way round the circle: 350 and 10 degrees are 20 apart). In [0, 1]:
-    a gray prediction scores 0, the ground truth itself 1. Returns None when the ground truth
-    has no pixel of chroma >= 10: such an image has no hue to agree with and is left out of
-    the set's average (see :func:`hue_agreement`).
-    """
-    gt_chroma = torch.linalg.vector_norm(gt_ab, dim=0)
-    scored = gt_chroma >= HUE_GT_MIN_CHROMA
-    n = int(scored.sum())
-    if n == 0:
-        return None
-    pred_chroma = torch.linalg.vector_norm(pred_ab, dim=0)
-    diff = torch.rad2deg(torch.atan2(pred_ab[1], pred_ab[0]) - torch.atan2(gt_ab[1], gt_ab[0])).abs() % 360.0
-    diff = torch.minimum(diff, 360.0 - diff)  # angular distance in [0, 180]
-    agree = scored & (pred_chroma >= HUE_PRED_MIN_CHROMA) & (diff <= HUE_TOLERANCE_DEG)
-    return float(agree.sum()) / n
-
-
-def hue_agreement(pred: np.ndarray, target: np.ndarray) -> float | None:
-    """Hue agreement of two uint8 RGB images [H, W, 3] of the same size (see
-    :func:`hue_agreement_ab`; Lab from sRGB, D65). None when the ground truth ``target`` has no
-    pixel of chroma >= 10; the evaluation averages the per-image values over the other images."""
-    return hue_agreement_ab(_ab_of(pred), _ab_of(target))
-
-
-def classification_crop(rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB [H, W, 3] -> bicubic resize to short side 256 -> 224 center crop [224, 224, 3]."""
-    im = Image.fromarray(rgb)
-    w, h = im.size
-    scale = 256 / min(w, h)
-    nw, nh = max(round(w * scale), 224), max(round(h * scale), 224)
-    im = im.resize((nw, nh), Image.BICUBIC)
-    left, top = (nw - 224) // 2, (nh - 224) // 2
-    return np.asarray(im.crop((left, top, left + 224, top + 224)))
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to feature sets a [N, D] and b [M, D].
-
-    ``tr(sqrt(S1 S2))`` is computed as the sum of square roots of the eigenvalues of the
-    symmetric PSD matrix ``sqrt(S1) S2 sqrt(S1)``: stable and much faster than ``sqrtm``.
-    """
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    w, v = np.linalg.eigh(s1)
-    sqrt_s1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    eig = np.linalg.eigvalsh(sqrt_s1 @ s2 @ sqrt_s1)
-    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum()
-    value = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
-    return max(value, 0.0)
-
-
-class Judge:
-    """EfficientNet-Lite2, the independent judge: logits and pooled features of 224 crops."""
-
-    def __init__(self, device: str | torch.device = "cpu"):
-        from .nets.efficientnet import efficientnet_lite
-
-        self.device = torch.device(device)
-        self.net = efficientnet_lite("lite2").eval().to(self.device, memory_format=torch.channels_last)
-
-    @torch.inference_mode()
-    def __call__(self, crops: list[np.ndarray], batch: int = 25) -> tuple[np.ndarray, np.ndarray]:
-        """crops: uint8 [224, 224, 3] each -> (logits [N, 1000], features [N, 1280]) as float64."""
-        logits, feats = [], []
-        for i in range(0, len(crops), batch):
-            x = torch.from_numpy(np.stack(crops[i:i + batch])).permute(0, 3, 1, 2).float() / 255.0
-            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
-            f = self.net.pooled_features(x)
-            logits.append(self.net._fc(f).double().cpu().numpy())
-            feats.append(f.double().cpu().numpy())
-        return np.concatenate(logits), np.concatenate(feats)
-
 
 @dataclass
 class Sample:
@@ -256,7 +92,7 @@ class RowScores:
         self.psnr.append(psnr(out, gt))
         self.ssim.append(ssim(out, gt))
         self.cf.append(colorfulness(out))
-        gt_ab, out_ab = _ab_of(gt), _ab_of(out)
+        gt_ab, out_ab = ab_of(gt), ab_of(out)
         self.hue.append(hue_agreement_ab(out_ab, gt_ab))
         errors = torch.linalg.vector_norm(out_ab - gt_ab, dim=0).numpy().ravel()
         self.auc_raw.add(errors)
@@ -713,35 +549,3 @@ def evaluate_cli(args) -> int:
         print(format_table(result))
         print(f"n = {result['n']}, skipped gray = {skipped}; seconds per model: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
     return 1 if errors else 0
-
-
-def generator_fd(prior_generator: torch.nn.Module, real_sources: list[str] | str, n: int = 1000, truncation: float = 0.0,
-                  seed: int = 0, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
-    """FD-EffNet (Lite2 judge, the evaluation protocol's crop) of ``n`` generator samples against
-    ``n`` real images of ``real_sources``; sample classes follow the real images' labels."""
-    from .data import ColorizationDataset, DataConfig
-    from .nets.biggan import NUM_CLASSES, truncated_normal
-
-    size = 4 * 2 ** prior_generator.n_blocks
-    ds = ColorizationDataset(real_sources, DataConfig(image_size=size, min_colorfulness=0.0), train=False)
-    indices = np.linspace(0, len(ds) - 1, min(n, len(ds))).round().astype(int)
-    real = [ds[int(i)] for i in indices]
-    labels = torch.tensor([r["label"].item() if r["label"] >= 0 else int(i) % NUM_CLASSES for r, i in zip(real, indices)])
-    gen = torch.Generator().manual_seed(seed)
-    prior_generator = prior_generator.to(device).eval()
-    fakes = []
-    with torch.no_grad():
-        for start in range(0, len(real), 50):
-            y = labels[start:start + 50].to(device)
-            z = truncated_normal((y.shape[0], prior_generator.z_dim), truncation, 1.0, gen).to(device)
-            fakes.append(prior_generator(z, y).cpu())
-    fake = torch.cat(fakes)
-
-    def to_crops(images: torch.Tensor) -> list:
-        arr = (images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
-        return [classification_crop(a) for a in arr]
-
-    judge = Judge(device)
-    _, real_feats = judge(to_crops(torch.stack([r["rgb"] for r in real])))
-    _, fake_feats = judge(to_crops(fake))
-    return {"fd_effnet": frechet_distance(fake_feats, real_feats), "n": len(real), "truncation": truncation}

@@ -30,6 +30,7 @@ from PIL import Image
 from .color import bound_chroma, gray_to_lightness, lab_to_srgb8
 from .data import IMAGE_SUFFIXES
 from .device import pick_device
+from .nets.efficientnet import resolve_class
 from .io import (ImageReadError, LoadedImage, input_identity, is_tinct_output, open_image, output_source, read_image,
                  to_loaded_image, write_image)
 from .weights import load_model
@@ -142,19 +143,23 @@ class Colorizer:
             raise ValueError(f"working size {self.size} is out of range (16 to {MAX_WORKING_SIZE} px)")
 
     def resolve_options(self, options: dict) -> dict:
-        """User-level options -> the method's: ``class`` (ImageNet name or index) becomes
-        ``class_index``; ``reference`` (a color image file) becomes ``reference_rgb`` [1, 3, h, w]."""
+        """User-level options -> the method's keywords (:attr:`tinct.methods.InferenceOption.keyword`):
+        an option of type ``class`` (ImageNet name or index) is passed as the class index, one of
+        type ``image`` (a color image file) as sRGB [1, 3, h, w] in [0, 1] (at most 512 px)."""
         options = {k: v for k, v in options.items() if v is not None}
         self.check_options(options)
-        if "class" in options:
-            from .nets.efficientnet import resolve_class
-
-            options["class_index"] = resolve_class(options.pop("class"))
-        if "reference" in options:
-            ref = open_image(options.pop("reference")).convert("RGB")
-            ref.thumbnail((512, 512))
-            options["reference_rgb"] = torch.from_numpy(np.asarray(ref, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-        return options
+        declared = {o.name: o for o in self.method.inference_options}
+        resolved = {}
+        for key, value in options.items():
+            opt = declared[key]
+            if opt.type == "class":
+                value = resolve_class(value)
+            elif opt.type == "image":
+                ref = open_image(value).convert("RGB")
+                ref.thumbnail((512, 512))
+                value = torch.from_numpy(np.asarray(ref, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+            resolved[opt.keyword] = value
+        return resolved
 
     def check_options(self, options: dict) -> None:
         """Raise ValueError for an option the model's method does not declare, of the wrong

@@ -12,19 +12,20 @@ dataclass that
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch import nn
 
 from ..color import gray_to_lightness, lab_to_rgb
 from ..nets.efficientnet import shared_classifier
 
-__all__ = ["ColorizationMethod", "InferenceOption", "register", "get_method", "method_names", "build_method", "sample_grid",
-           "image_grid"]
+__all__ = ["ColorizationMethod", "InferenceOption", "MethodCommand", "register", "get_method", "method_names", "build_method",
+           "sample_grid", "image_grid", "labelled_strip", "LABEL_HEIGHT", "declared_options", "method_commands"]
 
 _REGISTRY: dict[str, type["ColorizationMethod"]] = {}
 
@@ -51,6 +52,35 @@ class InferenceOption:
     max: float | None = None
     step: float | None = None
 
+    @property
+    def keyword(self) -> str:
+        """The :meth:`ColorizationMethod.predict_ab` keyword the option reaches the method as:
+        a ``class`` option resolved to an ImageNet index as ``NAME_index``, an ``image`` option
+        read as ``NAME_rgb`` (sRGB [1, 3, h, w] in [0, 1]), any other as ``NAME``."""
+        return {"class": f"{self.name}_index", "image": f"{self.name}_rgb"}.get(self.type, self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodCommand:
+    """A command only one method has, declared by the method (:attr:`ColorizationMethod.commands`)
+    so that the CLI names no method: ``tinct NAME ...``, or ``tinct figure NAME ...`` when ``figure``.
+
+    ``add_arguments(parser)`` declares its arguments; ``run(args, model)`` does the work and returns
+    the exit status. With ``model_default`` set the CLI adds ``--model`` (that default; ``""``:
+    required) and
+    ``--device``, loads the model (a :class:`tinct.Colorizer` for a colorizing method, else the
+    method itself, ready for inference), refuses one of another method, and passes it as
+    ``model``; without, ``model`` is None. ``aliases`` are deprecated spellings of ``name``.
+    """
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Any], int]
+    figure: bool = False
+    model_default: str | None = None
+    aliases: tuple[str, ...] = ()
+
 
 class ColorizationMethod(nn.Module):
     """Base class: networks, losses and a train step for one colorization method."""
@@ -68,6 +98,8 @@ class ColorizationMethod(nn.Module):
     semantic_view: int = 0
     #: the user-level inference options this method accepts (see :class:`InferenceOption`)
     inference_options: tuple[InferenceOption, ...] = ()
+    #: commands only this method has (see :class:`MethodCommand`)
+    commands: tuple[MethodCommand, ...] = ()
 
     def __init__(self, config: Any):
         super().__init__()
@@ -168,7 +200,7 @@ def register(cls: type[ColorizationMethod]) -> type[ColorizationMethod]:
 
 
 def _load_builtin() -> None:
-    from . import bigcolor, cic, prior, unet_gan  # noqa: F401
+    from . import bigcolor, cic, gcp, prior, unet_gan  # noqa: F401
 
 
 def method_names() -> list[str]:
@@ -181,6 +213,25 @@ def get_method(name: str) -> type[ColorizationMethod]:
     if name not in _REGISTRY:
         raise KeyError(f"unknown method {name!r}; known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
+
+
+def declared_options() -> dict[str, tuple[InferenceOption, list[str]]]:
+    """Every inference option any registered method declares: name -> (the first declaration,
+    the names of the methods that declare it). The CLI's flags are generated from it."""
+    found: dict[str, tuple[InferenceOption, list[str]]] = {}
+    for name in method_names():
+        for opt in get_method(name).inference_options:
+            first, owners = found.setdefault(opt.name, (opt, []))
+            if opt.type != first.type:
+                raise TypeError(f"method {name!r} declares option {opt.name!r} as {opt.type}, "
+                                f"method {owners[0]!r} as {first.type}: one name, one type")
+            owners.append(name)
+    return found
+
+
+def method_commands() -> list[tuple[type[ColorizationMethod], MethodCommand]]:
+    """(method class, command) for every command a registered method declares."""
+    return [(get_method(name), cmd) for name in method_names() for cmd in get_method(name).commands]
 
 
 def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
@@ -242,3 +293,19 @@ def sample_grid(gray: torch.Tensor, ab: torch.Tensor, rgb: torch.Tensor) -> Imag
     """Rows of gray | output | ground truth. gray [B,1,H,W] and rgb [B,3,H,W] in [0,1], ab [B,2,H,W]."""
     out = lab_to_rgb(torch.cat([gray_to_lightness(gray), ab], 1))
     return image_grid([gray.expand(-1, 3, -1, -1), out, rgb])
+
+
+#: height of the label row of :func:`labelled_strip`
+LABEL_HEIGHT = 18
+
+
+def labelled_strip(images: list[np.ndarray], labels: list[str], pad: int = 4) -> Image.Image:
+    """Place uint8 RGB images [H, W, 3] (same size) side by side, each labelled on top."""
+    h, w = images[0].shape[:2]
+    strip = Image.new("RGB", (pad + len(images) * (w + pad), LABEL_HEIGHT + h + pad), "white")
+    draw = ImageDraw.Draw(strip)
+    for i, (img, label) in enumerate(zip(images, labels)):
+        x = pad + i * (w + pad)
+        draw.text((x + 2, 3), label, fill="black")
+        strip.paste(Image.fromarray(img), (x, LABEL_HEIGHT))
+    return strip

@@ -21,7 +21,10 @@ ground truth, and decoded by the annealed mean.
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
@@ -29,11 +32,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
+from tqdm import tqdm
 
 from ..color import gray_to_lightness, rgb_to_lab
+from ..data import ColorizationDataset, DataConfig
+from ..io import read_image, write_image, write_text_atomic
 from ..nets.unet import Lite0UNet
-from . import ColorizationMethod, InferenceOption, register
+from . import ColorizationMethod, InferenceOption, MethodCommand, labelled_strip, register
 
 log = logging.getLogger(__name__)
 
@@ -316,8 +323,6 @@ def compute_prior(sources: list[str] | str, images: int = 5000, image_size: int 
 
     Returns ``{"bins": [[a, b], ...], "prior": [...], "counts": [...], "images": n, "pixels": n}``.
     """
-    from ..data import ColorizationDataset, DataConfig
-
     ds = ColorizationDataset(sources, DataConfig(image_size=image_size, min_colorfulness=min_colorfulness), train=False, seed=seed)
     bins = ab_bins()
     n = min(images, len(ds)) if images > 0 else len(ds)
@@ -325,10 +330,6 @@ def compute_prior(sources: list[str] | str, images: int = 5000, image_size: int 
     counts = torch.zeros(bins.shape[0], dtype=torch.long)
     iterator = indices
     if progress:
-        import sys
-
-        from tqdm import tqdm
-
         iterator = tqdm(indices, desc="prior", unit="img", file=sys.stderr)
     chunk: list[torch.Tensor] = []
     for k, i in enumerate(iterator):
@@ -339,6 +340,59 @@ def compute_prior(sources: list[str] | str, images: int = 5000, image_size: int 
             chunk = []
     prior = ab_prior(counts, bins, sigma)
     return {"bins": bins.tolist(), "prior": prior.tolist(), "counts": counts.tolist(), "images": int(n), "pixels": int(counts.sum())}
+
+
+#: the temperatures of CIC's Figure 1; 0 stands for the mode
+SWEEP_TEMPERATURES = (1.0, 0.77, 0.58, 0.38, 0.29, 0.14, 0.0)
+
+
+def temperature_sweep(colorizer: Any, gray: np.ndarray, max_side: int = 320) -> Image.Image:
+    """CIC's Figure 1 for one image: columns the gray input, then the annealed mean at
+    T = 1 ... 0.14, then the mode (``SWEEP_TEMPERATURES``). ``colorizer``: a
+    :class:`tinct.Colorizer` of a cic model; ``gray``: float32 [H, W] in [0, 1], shown with its
+    long side at most ``max_side`` pixels."""
+    scale = min(1.0, max_side / max(gray.shape))
+    if scale < 1.0:
+        w, h = max(round(gray.shape[1] * scale), 1), max(round(gray.shape[0] * scale), 1)
+        gray = np.asarray(Image.fromarray(gray).resize((w, h), Image.BILINEAR), dtype=np.float32)
+    gray8 = np.repeat((gray * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
+    columns, labels = [gray8], ["input"]
+    for t in SWEEP_TEMPERATURES:
+        columns.append(colorizer.colorize_gray(gray, temperature=t))
+        labels.append("mode" if t == 0 else f"T = {t:g}")
+    return labelled_strip(columns, labels)
+
+
+def _temperature_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE", help="input image")
+    p.add_argument("-o", "--out", required=True, help="output image (.png or .jpg)")
+    p.add_argument("--size", type=int, default=None, help="working resolution")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+
+def _temperature_command(args: argparse.Namespace, colorizer: Any) -> int:
+    write_image(temperature_sweep(colorizer, read_image(args.image).gray), args.out, force=args.force)
+    print(args.out)
+    return 0
+
+
+def _histogram_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", nargs="+", required=True, help="folders, shards or globs")
+    p.add_argument("-o", "--out", required=True, help="output JSON (use with `tinct train cic --set prior_file=...`)")
+    p.add_argument("--images", type=int, default=5000, help="images sampled evenly from the data (0: all)")
+    p.add_argument("--size", type=int, default=64, help="center-crop size the images are resized to")
+    p.add_argument("--sigma", type=float, default=5.0, help="Gaussian smoothing of the distribution, in ab units")
+    p.add_argument("--min-colorfulness", type=float, default=8.0, help="drop near-gray images below this colorfulness")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _histogram_command(args: argparse.Namespace, _model: None) -> int:
+    result = compute_prior(args.data, args.images, args.size, args.min_colorfulness, args.sigma, progress=not args.no_progress)
+    write_text_atomic(args.out, json.dumps(result) + "\n")
+    top = sorted(zip(result["prior"], result["bins"]), reverse=True)[:3]
+    print(f"{args.out}: {len(result['bins'])} bins from {result['images']} images ({result['pixels']} pixels); "
+          "most frequent ab: " + ", ".join(f"({a:g}, {b:g}) {p:.3f}" for p, (a, b) in top))
+    return 0
 
 
 @register
@@ -355,6 +409,12 @@ class CIC(ColorizationMethod):
                         min=0.0, max=1.0, step=0.05),
         InferenceOption("shrink", "float", 0.0, "fade chroma where the predicted hues disagree: 0 off, higher "
                         "fades uncertain regions more", min=0.0, max=4.0, step=0.25),
+    )
+    commands = (
+        MethodCommand("ab-histogram", "empirical ab-bin distribution of a dataset (CIC's class-rebalancing prior)",
+                      _histogram_arguments, _histogram_command, aliases=("prior",)),
+        MethodCommand("temperature", "CIC's annealed-mean temperature sweep of one image (its Figure 1)",
+                      _temperature_arguments, _temperature_command, figure=True, model_default="cic"),
     )
 
     def __init__(self, config: CICConfig, pretrained: bool = True):

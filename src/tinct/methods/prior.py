@@ -15,17 +15,25 @@ the 4x4 map from the first chunk), with z = the n block chunks (68-d for n = 4).
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from ..nets.biggan import BigGANGenerator, ProjectionDiscriminator, hinge_d_loss, truncated_normal
-from . import ColorizationMethod, image_grid, register
+from ..data import ColorizationDataset, DataConfig
+from ..io import write_image
+from ..metrics import Judge, classification_crop, frechet_distance
+from ..nets.biggan import NUM_CLASSES, BigGANGenerator, ProjectionDiscriminator, hinge_d_loss, truncated_normal
+from ..nets.efficientnet import resolve_class
+from . import ColorizationMethod, MethodCommand, image_grid, register
 
-__all__ = ["PriorConfig", "Prior"]
+__all__ = ["PriorConfig", "Prior", "prior_samples", "generator_fd"]
 
 @dataclass
 class PriorConfig:
@@ -44,6 +52,79 @@ class PriorConfig:
     min_colorfulness: float = 8.0
 
 
+def prior_samples(method: "Prior", class_name_or_index: str | int, n: int = 16, truncation: float | None = None, seed: int = 0,
+                  columns: int | None = None) -> Image.Image:
+    """A grid of ``n`` samples of one class from a loaded ``prior`` model.
+
+    ``truncation``: redraw z beyond this many standard deviations (default: the model's).
+    """
+    index = resolve_class(class_name_or_index)
+    device = next(method.generator.parameters()).device
+    classes = torch.full((n,), index, dtype=torch.long, device=device)
+    rgb = method.sample(classes, truncation=truncation, seed=seed).cpu()  # [n, 3, S, S]
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    size = rgb.shape[-1]
+    grid = Image.new("RGB", (columns * size, rows * size), "white")
+    arr = (rgb.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    for k in range(n):
+        grid.paste(Image.fromarray(arr[k]), ((k % columns) * size, (k // columns) * size))
+    return grid
+
+
+def generator_fd(prior_generator: torch.nn.Module, real_sources: list[str] | str, n: int = 1000, truncation: float = 0.0,
+                  seed: int = 0, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+    """FD-EffNet (Lite2 judge, the evaluation protocol's crop) of ``n`` generator samples against
+    ``n`` real images of ``real_sources``; sample classes follow the real images' labels."""
+    size = 4 * 2 ** prior_generator.n_blocks
+    ds = ColorizationDataset(real_sources, DataConfig(image_size=size, min_colorfulness=0.0), train=False)
+    indices = np.linspace(0, len(ds) - 1, min(n, len(ds))).round().astype(int)
+    real = [ds[int(i)] for i in indices]
+    labels = torch.tensor([r["label"].item() if r["label"] >= 0 else int(i) % NUM_CLASSES for r, i in zip(real, indices)])
+    gen = torch.Generator().manual_seed(seed)
+    prior_generator = prior_generator.to(device).eval()
+    fakes = []
+    with torch.no_grad():
+        for start in range(0, len(real), 50):
+            y = labels[start:start + 50].to(device)
+            z = truncated_normal((y.shape[0], prior_generator.z_dim), truncation, 1.0, gen).to(device)
+            fakes.append(prior_generator(z, y).cpu())
+    fake = torch.cat(fakes)
+
+    def to_crops(images: torch.Tensor) -> list:
+        arr = (images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+        return [classification_crop(a) for a in arr]
+
+    judge = Judge(device)
+    _, real_feats = judge(to_crops(torch.stack([r["rgb"] for r in real])))
+    _, fake_feats = judge(to_crops(fake))
+    return {"fd_effnet": frechet_distance(fake_feats, real_feats), "n": len(real), "truncation": truncation}
+
+
+def _sample_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--class", dest="class_", required=True, metavar="NAME|INDEX", help="ImageNet class")
+    p.add_argument("--n", type=int, default=16, help="number of samples (default: %(default)s)")
+    p.add_argument("-o", "--out", required=True, help="output PNG grid")
+    p.add_argument("--truncation", type=float, default=None, help="redraw z beyond this many std (default: the model's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--fd", nargs="+", default=None, metavar="REAL_DATA",
+                   help="also print FD-EffNet of --fd-n samples (all classes) against these real images")
+    p.add_argument("--fd-n", type=int, default=1000, help="samples for --fd (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the FD result as JSON")
+
+
+def _sample_command(args: argparse.Namespace, method: "Prior") -> int:
+    write_image(prior_samples(method, args.class_, args.n, args.truncation, args.seed), args.out, force=args.force)
+    print(args.out)
+    if args.fd:
+        t = method.config.truncation if args.truncation is None else args.truncation
+        device = next(method.generator.parameters()).device
+        result = generator_fd(method.generator, args.fd, args.fd_n, t, args.seed, device)
+        print(json.dumps(result) if args.json else f"FD-EffNet of {result['n']} samples: {result['fd_effnet']:.2f}")
+    return 0
+
+
 @register
 class Prior(ColorizationMethod):
     """A class-conditional GAN over color images: a prior for BigColor and GCP, not a colorizer."""
@@ -53,6 +134,8 @@ class Prior(ColorizationMethod):
     inference_module_name = "generator"
     loss_names = ("d", "g", "d_real", "d_fake")
     is_colorizer = False
+    commands = (MethodCommand("sample", "draw samples of a class from a generative prior", _sample_arguments, _sample_command,
+                              model_default=""),)
 
     def __init__(self, config: PriorConfig, pretrained: bool = True):
         super().__init__(config)
