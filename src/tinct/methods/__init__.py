@@ -200,7 +200,7 @@ def register(cls: type[ColorizationMethod]) -> type[ColorizationMethod]:
 
 
 def _load_builtin() -> None:
-    from . import bigcolor, cic, gcp, prior, unet_gan  # noqa: F401
+    from . import bigcolor, cic, prior, unet_gan  # noqa: F401
 
 
 def method_names() -> list[str]:
