@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import inspect
 from typing import Any, Callable
 
 import numpy as np
@@ -100,10 +102,23 @@ class ColorizationMethod(nn.Module):
     inference_options: tuple[InferenceOption, ...] = ()
     #: commands only this method has (see :class:`MethodCommand`)
     commands: tuple[MethodCommand, ...] = ()
+    #: a tiny config (random weights, CPU, seconds) for the contract test over every method
+    #: (``tests/test_methods_contract.py``); empty: the method is not covered there
+    test_config: dict[str, Any] = {}
 
-    def __init__(self, config: Any):
+    def __init__(self, config: Any, inference_only: bool = False):
         super().__init__()
         self.config = config
+        #: built for inference (:func:`tinct.weights.load_model`): only the inference network
+        #: exists; the networks only training needs (discriminators) are not built
+        self.inference_only = inference_only
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make every method's ``predict_ab`` refuse keywords it neither names nor declares
+        (``predict_ab(L, temprature=0)`` raises instead of doing nothing)."""
+        super().__init_subclass__(**kwargs)
+        if "predict_ab" in cls.__dict__:
+            cls.predict_ab = _checked_keywords(cls.__dict__["predict_ab"])
 
     # --- inference -------------------------------------------------------------------
     def predict_ab(self, lightness: torch.Tensor, **options: Any) -> torch.Tensor:
@@ -193,6 +208,26 @@ class ColorizationMethod(nn.Module):
         return getattr(self, self.inference_module_name)
 
 
+#: keywords the pipeline passes to any method (see ``semantic_view``)
+PIPELINE_KEYWORDS = frozenset({"semantic_gray"})
+
+
+def _checked_keywords(predict_ab: Callable) -> Callable:
+    named = {p.name for p in inspect.signature(predict_ab).parameters.values()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    @functools.wraps(predict_ab)
+    def checked(self: "ColorizationMethod", lightness: torch.Tensor, **options: Any) -> torch.Tensor:
+        known = named | PIPELINE_KEYWORDS | {o.keyword for o in self.inference_options}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            declared = ", ".join(o.name for o in self.inference_options) or "none"
+            raise TypeError(f"{self.name}: no inference option {unknown[0]!r}; its options: {declared}")
+        return predict_ab(self, lightness, **options)
+
+    return checked
+
+
 def register(cls: type[ColorizationMethod]) -> type[ColorizationMethod]:
     """Class decorator: make a method available by its ``name``."""
     _REGISTRY[cls.name] = cls
@@ -200,7 +235,7 @@ def register(cls: type[ColorizationMethod]) -> type[ColorizationMethod]:
 
 
 def _load_builtin() -> None:
-    from . import bigcolor, cic, prior, unet_gan  # noqa: F401
+    from . import bigcolor, cic, gcp, prior, unet_gan  # noqa: F401
 
 
 def method_names() -> list[str]:
@@ -274,10 +309,14 @@ def _coerce_scalar(owner: str, key: str, value: Any, default: Any) -> Any:
     return number
 
 
-def build_method(name: str, config: dict[str, Any] | None = None, pretrained: bool = True) -> ColorizationMethod:
-    """Instantiate a registered method; ``pretrained`` loads ImageNet weights into its encoder."""
+def build_method(name: str, config: dict[str, Any] | None = None, pretrained: bool = True,
+                 inference_only: bool = False) -> ColorizationMethod:
+    """Instantiate a registered method; ``pretrained`` loads ImageNet weights into its encoder;
+    ``inference_only`` builds only its inference network (for methods whose ``__init__`` takes it)."""
     cls = get_method(name)
     cfg = config_from_dict(cls.config_class, config or {})
+    if inference_only and "inference_only" in inspect.signature(cls.__init__).parameters:
+        return cls(cfg, pretrained=pretrained, inference_only=True)
     return cls(cfg, pretrained=pretrained)
 
 

@@ -136,6 +136,7 @@ class BigColor(ColorizationMethod):
     name = "bigcolor"
     config_class = BigColorConfig
     inference_module_name = "net"
+    test_config = {"width": 2, "batch_size": 2, "perceptual_weight": 0.0}
     loss_names = ("g", "mse", "perceptual", "g_adv", "d")
     inference_options = (
         InferenceOption("class", "class", None, "ImageNet class to colorize as (name or index; empty: read from the gray input)"),
@@ -147,12 +148,14 @@ class BigColor(ColorizationMethod):
         InferenceOption("seed", "int", 0, "seed of the first random code", min=0, max=2**31 - 1, step=1),
     )
 
-    def __init__(self, config: BigColorConfig, pretrained: bool = True):
-        super().__init__(config)
+    def __init__(self, config: BigColorConfig, pretrained: bool = True, inference_only: bool = False):
+        super().__init__(config, inference_only)
         c = config
         self.net = BigColorNet(c.image_size, c.width, c.z_chunk, c.class_dim, pretrained=pretrained)
-        self.discriminator = ProjectionDiscriminator(c.image_size, c.width)
-        self._net, self._d = self.net, self.discriminator
+        self._net = self.net
+        if not inference_only:
+            self.discriminator = ProjectionDiscriminator(c.image_size, c.width)
+            self._d = self.discriminator
 
     # --- data and prior ----------------------------------------------------------------
     def prepare_data(self, sources: list[str], progress: bool = False) -> None:

@@ -400,6 +400,7 @@ class CIC(ColorizationMethod):
     name = "cic"
     config_class = CICConfig
     inference_module_name = "network"
+    test_config = {"width": 0.125, "image_size": 32, "batch_size": 2}
     loss_names = ("ce",)
     inference_options = (
         InferenceOption("temperature", "float", 0.38, "annealed-mean temperature: lower is more vivid, 0 takes the mode",
@@ -417,8 +418,8 @@ class CIC(ColorizationMethod):
                       _temperature_arguments, _temperature_command, figure=True, model_default="cic"),
     )
 
-    def __init__(self, config: CICConfig, pretrained: bool = True):
-        super().__init__(config)
+    def __init__(self, config: CICConfig, pretrained: bool = True, inference_only: bool = False):
+        super().__init__(config, inference_only)
         if config.network == "table1":
             self.network: nn.Module = CICNet(config.width)
         elif config.network == "unet":

@@ -132,16 +132,19 @@ class Prior(ColorizationMethod):
     name = "prior"
     config_class = PriorConfig
     inference_module_name = "generator"
+    test_config = {"width": 2, "image_size": 32, "batch_size": 2, "d_steps": 1}
     loss_names = ("d", "g", "d_real", "d_fake")
     is_colorizer = False
     commands = (MethodCommand("sample", "draw samples of a class from a generative prior", _sample_arguments, _sample_command,
                               model_default=""),)
 
-    def __init__(self, config: PriorConfig, pretrained: bool = True):
-        super().__init__(config)
+    def __init__(self, config: PriorConfig, pretrained: bool = True, inference_only: bool = False):
+        super().__init__(config, inference_only)
         self.generator = BigGANGenerator(config.image_size, config.width, config.z_chunk, config.class_dim, pretrained_codes=pretrained)
-        self.discriminator = ProjectionDiscriminator(config.image_size, config.width)
-        self._g, self._d = self.generator, self.discriminator
+        self._g = self.generator
+        if not inference_only:
+            self.discriminator = ProjectionDiscriminator(config.image_size, config.width)
+            self._d = self.discriminator
 
     def sample_z(self, n: int, truncation: float | None = None, sigma: float = 1.0, seed: int | None = None,
                  device: torch.device | str = "cpu") -> torch.Tensor:

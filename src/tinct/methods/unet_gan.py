@@ -72,15 +72,17 @@ class UNetGAN(ColorizationMethod):
     name = "unet_gan"
     config_class = UNetGANConfig
     inference_module_name = "generator"
+    test_config = {"decoder_widths": [16, 16, 8, 8, 8], "disc_width": 8, "image_size": 32, "batch_size": 2, "pretrain_steps": 0}
     loss_names = ("g", "l1", "g_adv", "d")
 
-    def __init__(self, config: UNetGANConfig, pretrained: bool = True):
-        super().__init__(config)
+    def __init__(self, config: UNetGANConfig, pretrained: bool = True, inference_only: bool = False):
+        super().__init__(config, inference_only)
         self.generator = Lite0UNet(tuple(config.decoder_widths), pretrained=pretrained, freeze_encoder=config.freeze_encoder,
                                    semantic=config.semantic_view > 0, out_stride=config.out_stride)
-        self.discriminator = PatchDiscriminator(3, config.disc_width, config.disc_layers)
         self._g = self.generator
-        self._d = self.discriminator
+        if not inference_only:
+            self.discriminator = PatchDiscriminator(3, config.disc_width, config.disc_layers)
+            self._d = self.discriminator
         if config.perceptual_weight > 0:
             self.loss_names = self.loss_names + ("perceptual",)
         if config.colorfulness_weight > 0:

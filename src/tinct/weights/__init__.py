@@ -35,7 +35,7 @@ def load_model(name_or_path: str = "default", device: str | torch.device = "cpu"
     """Build a model ready for inference: a shipped name, an exported ``.safetensors`` or a
     training run (folder or checkpoint, its EMA weights); returns (method, info)."""
     state, info = load_inference_state(name_or_path)
-    method = build_method(info["method"], info["config"], pretrained=False)
+    method = build_method(info["method"], info["config"], pretrained=False, inference_only=True)
     try:
         method.inference_module().load_state_dict(state)
     except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
@@ -116,7 +116,7 @@ def export_run(
 def _mix_with_pretrained(state: dict[str, torch.Tensor], method_name: str, config: dict, alpha: float) -> dict[str, torch.Tensor]:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"pretrained mix must be between 0 and 1 (exclusive), got {alpha}")
-    pretrained = build_method(method_name, config, pretrained=False).pretrained_weights()
+    pretrained = build_method(method_name, config, pretrained=False, inference_only=True).pretrained_weights()
     if not pretrained:
         raise ValueError(f"method {method_name!r} has no pretrained weights to mix with")
     mixed = dict(state)
