@@ -14,7 +14,8 @@ from conftest import color_image
 from tinct.cli import main
 from tinct.methods import build_method
 from tinct.methods.gcp import latent_directions, transition_strip
-from tinct.nets.gcp import SPADE, ConcatModulation, contextual_loss, correlation, sefa_directions, warp
+from tinct.nets.biggan import channel_plan
+from tinct.nets.gcp import SPADE, ConcatModulation, contextual_loss, correlation, generator_features, sefa_directions, warp
 
 TINY = {"width": 2, "batch_size": 4, "steps": 4, "c_width": 8, "spade_hidden": 8, "align_dim": 8, "d_width": 8,
         "reference_steps": 3}
@@ -79,6 +80,15 @@ def test_stage2_trains_alignment_heads_colorizer_and_discriminator_only():
         assert any(k.startswith(prefix) and k.endswith(("weight", "weight.original")) for k in changed), prefix
     # frozen: E (stage 1's work), G, the alignment backbone and the prior's D, buffers included
     assert not any(k.startswith(("net.encoder.", "net.generator.", "net.align.backbone.", "prior_discriminator.")) for k in changed)
+
+
+def test_generator_features_match_the_generator():
+    g = _method().net.generator
+    z, y = torch.randn(2, g.z_dim), torch.tensor([3, 400])
+    with torch.no_grad():
+        x_inv, features = generator_features(g, z, y)
+        assert torch.allclose(x_inv, g(z, y), atol=1e-6)
+    assert [f.shape[-1] for f in features] == [16, 32, 64] and [f.shape[1] for f in features] == channel_plan(64, 2)[-3:]
 
 
 def test_correlation_is_a_convex_combination():
@@ -146,7 +156,7 @@ def test_samples_differ_with_sigma_and_equal_without():
     assert (diverse[0] - diverse[1]).abs().max() > 1e-3 and (diverse[1] - diverse[2]).abs().max() > 1e-3
     same = outputs({"samples": 3, "sigma": 0.0})
     assert torch.equal(same[0], same[1]) and torch.equal(same[1], same[2])
-    assert method.inference_variants({"samples": 1, "sigma": 0.3}) == [("", {"sigma": 0.3})]
+    assert method.inference_variants({"samples": 1, "sigma": 0.3, "seed": 4, "class_index": 2}) == [("", {"class_index": 2})]
 
 
 def test_sefa_directions_are_orthonormal_eigenvectors_of_the_first_layer():
@@ -167,9 +177,10 @@ def test_sefa_directions_are_orthonormal_eigenvectors_of_the_first_layer():
         base = method.eval().predict_ab(lightness, class_index=5)
         moved = method.predict_ab(lightness, class_index=5, direction=0, strength=3.0)
         still = method.predict_ab(lightness, class_index=5, direction=0, strength=0.0)
+        none = method.predict_ab(lightness, class_index=5, direction=-1, strength=3.0)
         with pytest.raises(ValueError, match="direction 17 is out of range"):
             method.predict_ab(lightness, class_index=5, direction=17)
-    assert (moved - base).abs().max() > 1e-3 and torch.equal(still, base)
+    assert (moved - base).abs().max() > 1e-3 and torch.equal(still, base) and torch.equal(none, base)
 
 
 @pytest.mark.parametrize("align, spade", [(True, True), (False, True), (True, False), (False, False)])

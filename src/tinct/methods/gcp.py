@@ -86,7 +86,7 @@ class GcpConfig:
     steps: int = 20000  # the learning rate decays linearly to 0 at the last step
     ema_decay: float = 0.999
     min_colorfulness: float = 8.0
-    sample_sigma: float = 0.5  # z perturbation of --samples N > 1 when --sigma is not given
+    sigma: float = 0.5  # std of the z perturbation between --samples when --sigma is not given
     reference_steps: int = 30  # gradient steps refining the inversion of a --reference photo
     reference_lr: float = 0.05
 
@@ -126,6 +126,8 @@ def transition_strip(colorizer: Any, gray: np.ndarray, direction: int, strengths
     shown with its long side at most ``max_side`` pixels; ``options``: other user-level options
     of the model (``class``, ``reference``...), checked as ``tinct colorize`` checks them.
     """
+    if direction < 0:
+        raise ValueError(f"direction {direction}: a transition needs a direction, 0 or more")
     for a in strengths:
         colorizer.check_options({"direction": direction, "strength": a})
     resolved = colorizer.resolve_options(options)
@@ -185,10 +187,10 @@ class Gcp(ColorizationMethod):
         InferenceOption("reference", "image", None, "a color photo to colorize like: it replaces the GAN's inversion image"),
         InferenceOption("samples", "int", 1, "number of outputs, each from a differently perturbed latent code z", min=1, max=16,
                         step=1),
-        InferenceOption("sigma", "float", None, "std of the perturbation of z (default: 0 for one output, 0.5 for samples)",
+        InferenceOption("sigma", "float", GcpConfig.sigma, "std of the perturbation of z between --samples (0: all alike)",
                         min=0.0, max=10.0, step=0.05),
-        InferenceOption("direction", "int", None, "move z along this latent direction (0: the strongest, found by SeFa)",
-                        min=0, max=GcpConfig.z_chunk - 1, step=1),
+        InferenceOption("direction", "int", -1, "move z along this latent direction (0: the strongest, found by SeFa; -1: none)",
+                        min=-1, max=GcpConfig.z_chunk - 1, step=1),
         InferenceOption("strength", "float", 2.0, "how far to move z along --direction (negative: the other way)",
                         min=-20.0, max=20.0, step=0.5),
         InferenceOption("seed", "int", 0, "seed of the first perturbation", min=0, max=2**31 - 1, step=1),
@@ -318,7 +320,7 @@ class Gcp(ColorizationMethod):
         offset = torch.zeros(b, self.net.z_dim)
         if sigma:
             offset += float(sigma) * torch.randn(b, self.net.z_dim, generator=torch.Generator().manual_seed(int(seed)))
-        if direction is not None:
+        if direction is not None and direction >= 0:
             directions = latent_directions(self.net)
             if not 0 <= int(direction) < len(directions):
                 raise ValueError(f"direction {direction} is out of range (0 to {len(directions) - 1})")
@@ -333,15 +335,16 @@ class Gcp(ColorizationMethod):
         return ab[..., :h, :w].float()
 
     def inference_variants(self, options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        """``samples`` N > 1: N outputs with seeds seed..seed+N-1 (suffix ``_sK``) and, unless
-        ``sigma`` is given, the config's ``sample_sigma``."""
+        """``samples`` N > 1: N outputs, z perturbed by ``sigma`` (default: the config's) with
+        seeds seed..seed+N-1 (suffix ``_sK``); one output: E's inversion itself (``sigma`` and
+        ``seed`` concern samples only)."""
         samples = int(options.pop("samples", 1) or 1)
+        base_seed = int(options.pop("seed", 0) or 0)
+        sigma = options.pop("sigma", None)
         if samples == 1:
             return [("", options)]
-        base_seed = int(options.pop("seed", 0) or 0)
-        if options.get("sigma") is None:
-            options["sigma"] = self.config.sample_sigma
-        return [(f"_s{k}", {**options, "seed": base_seed + k}) for k in range(samples)]
+        sigma = self.config.sigma if sigma is None else float(sigma)
+        return [(f"_s{k}", {**options, "sigma": sigma, "seed": base_seed + k}) for k in range(samples)]
 
     def preview(self, batch: dict[str, torch.Tensor]) -> Image.Image:
         """Rows of gray | x_inv (the GAN's inversion) | output | ground truth."""

@@ -153,12 +153,14 @@ def correlation(query: torch.Tensor, key: torch.Tensor, temperature: float) -> t
     """The non-local correlation matrix M: for every position u of ``query`` [B, C, h, w], a
     softmax over the positions v of ``key`` [B, C, h', w'] of cos(q_u, k_v) / temperature, both
     centred by their channel mean first (as CoCosNet, Zhang et al. 2020) -> [B, h w, h' w'],
-    rows summing to 1."""
-    q = query.flatten(2)
-    k = key.flatten(2)
-    q = F.normalize(q - q.mean(dim=1, keepdim=True), dim=1)
-    k = F.normalize(k - k.mean(dim=1, keepdim=True), dim=1)
-    return torch.softmax(q.transpose(1, 2) @ k / temperature, dim=-1)
+    rows summing to 1. Computed in float32 even under autocast: at temperature 0.01 bfloat16's
+    three digits of the cosine would decide the softmax."""
+    with torch.autocast(query.device.type, enabled=False):
+        q = query.float().flatten(2)
+        k = key.float().flatten(2)
+        q = F.normalize(q - q.mean(dim=1, keepdim=True), dim=1)
+        k = F.normalize(k - k.mean(dim=1, keepdim=True), dim=1)
+        return torch.softmax(q.transpose(1, 2) @ k / temperature, dim=-1)
 
 
 def warp(matrix: torch.Tensor, values: torch.Tensor, query_size: tuple[int, int], scale: int = 1) -> torch.Tensor:
@@ -170,7 +172,7 @@ def warp(matrix: torch.Tensor, values: torch.Tensor, query_size: tuple[int, int]
     """
     b, c = values.shape[:2]
     cells = F.pixel_unshuffle(values, scale) if scale > 1 else values  # [B, C s^2, h', w']
-    moved = cells.flatten(2) @ matrix.transpose(1, 2)  # [B, C s^2, h w]
+    moved = cells.flatten(2) @ matrix.transpose(1, 2).to(cells.dtype)  # [B, C s^2, h w]
     moved = moved.view(b, c * scale * scale, *query_size)
     return F.pixel_shuffle(moved, scale) if scale > 1 else moved
 
@@ -399,13 +401,15 @@ def contextual_loss(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 0.1, ep
     """Contextual loss (Mechrez et al. 2018) between feature maps x [B, C, h, w] and y [B, C, h', w']
     (any layouts): ``-log CX``, CX = mean over y's features of the best contextual similarity to
     any of x's. Features centred by y's mean; cosine distances made relative to each x feature's
-    nearest y, exponentiated with ``bandwidth`` and normalized over y. -> scalar (mean over B)."""
-    mu = y.mean(dim=(0, 2, 3), keepdim=True)
-    xf = F.normalize((x - mu).flatten(2), dim=1)  # [B, C, N]
-    yf = F.normalize((y - mu).flatten(2), dim=1)  # [B, C, M]
-    distance = 1.0 - xf.transpose(1, 2) @ yf  # [B, N, M]
-    relative = distance / (distance.min(dim=2, keepdim=True).values + eps)
-    weights = torch.exp((1.0 - relative) / bandwidth)
-    cx = weights / weights.sum(dim=2, keepdim=True)  # [B, N, M]
-    similarity = cx.max(dim=1).values.mean(dim=1)  # [B]
-    return -torch.log(similarity + eps).mean()
+    nearest y, exponentiated with ``bandwidth`` and normalized over y. -> scalar (mean over B),
+    computed in float32 even under autocast."""
+    with torch.autocast(x.device.type, enabled=False):
+        x, y = x.float(), y.float()
+        mu = y.mean(dim=(0, 2, 3), keepdim=True)
+        xf = F.normalize((x - mu).flatten(2), dim=1)  # [B, C, N]
+        yf = F.normalize((y - mu).flatten(2), dim=1)  # [B, C, M]
+        distance = 1.0 - xf.transpose(1, 2) @ yf  # [B, N, M]
+        relative = distance / (distance.min(dim=2, keepdim=True).values + eps)
+        cx = torch.softmax((1.0 - relative) / bandwidth, dim=2)  # [B, N, M]: exp(.) normalized over y
+        similarity = cx.max(dim=1).values.mean(dim=1)  # [B]
+        return -torch.log(similarity + eps).mean()
