@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -36,9 +37,15 @@ __all__ = [
     "rgb_to_yuv",
     "yuv_to_rgb",
     "luminance",
+    "luminance_hwc",
     "gray_to_lightness",
     "lightness_to_gray",
     "colorfulness",
+    "AB_GRID",
+    "ab_lattice",
+    "ab_bins",
+    "srgb_gamut_bins",
+    "nearest_bin",
 ]
 
 #: Weights of the luminance formula used everywhere a gray image is made from RGB.
@@ -228,6 +235,12 @@ def luminance(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb * w).sum(dim=-3, keepdim=True)
 
 
+def luminance_hwc(rgb: np.ndarray) -> np.ndarray:
+    """:func:`luminance` of a channel-last array [..., H, W, 3] -> [..., H, W] (same dtype, not clipped):
+    how images read from files (:mod:`tinct.io`) and the evaluation's ground truth become gray."""
+    return rgb[..., 0] * LUMA_WEIGHTS[0] + rgb[..., 1] * LUMA_WEIGHTS[1] + rgb[..., 2] * LUMA_WEIGHTS[2]
+
+
 def gray_to_lightness(gray: torch.Tensor) -> torch.Tensor:
     """Lab lightness L in [0, 100] of a neutral gray sRGB value in [0, 1] (same shape).
 
@@ -254,3 +267,87 @@ def colorfulness(rgb: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     spread = (rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False) + eps).sqrt()
     mean = (rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2 + eps).sqrt()
     return spread + 0.3 * mean
+
+
+# --- ab quantization: CIC's bins, the evaluation's AuC prior ---------------------------------------
+#: spacing of the ab quantization grid
+AB_GRID = 10.0
+
+
+#: The paper's Q = 313 bins (Zhang et al.'s released set) as the b-range of each a-column:
+#: a -> (b_min, b_max); every multiple of 10 from b_min to b_max is a bin center.
+_PAPER_B_RANGES = {
+    -90: (50, 90), -80: (20, 90), -70: (0, 90), -60: (-20, 90), -50: (-30, 100),
+    -40: (-40, 100), -30: (-50, 100), -20: (-50, 100), -10: (-60, 100), 0: (-70, 100),
+    10: (-80, 90), 20: (-80, 90), 30: (-90, 90), 40: (-100, 90), 50: (-100, 80),
+    60: (-110, 80), 70: (-110, 80), 80: (-110, 70), 90: (-110, 70), 100: (-90, 0),
+}
+
+
+def ab_bins() -> torch.Tensor:
+    """The paper's Q = 313 in-gamut ab bins: centers [313, 2] (a, b) on the grid-10 lattice,
+    sorted by a then b.
+
+    309 of them are exactly :func:`srgb_gamut_bins` (derived from the sRGB gamut); Zhang et
+    al.'s released set adds 4 edge bins that no sRGB color's cell touches: (40, 90), (100, -90),
+    (100, -10), (100, 0). tinct uses the released set so that its 313-way output means what
+    the paper's does; ``tests/test_cic.py`` re-derives the 309 and checks the relation.
+    """
+    centers = [(a, b) for a, (lo, hi) in sorted(_PAPER_B_RANGES.items()) for b in range(lo, hi + 1, 10)]
+    return torch.tensor(centers, dtype=torch.float32)
+
+
+def srgb_gamut_bins() -> torch.Tensor:
+    """Bins derived from the sRGB gamut: centers [309, 2], sorted by a then b.
+
+    A grid point is a bin when it is a corner of a grid-10 cell that holds the ab of an
+    8-bit sRGB color (at any lightness): every bin a soft-encoding or an interpolation of an
+    in-gamut color can lean on. The colors tried are the cube's six faces at full 8-bit
+    resolution (the chroma extremes of every hue lie there) and its interior at a step of 8;
+    enumerating all 16.7 M colors gives the same 309 bins.
+    """
+    return _srgb_gamut_bins_cached().clone()
+
+
+@lru_cache(maxsize=1)
+def _srgb_gamut_bins_cached() -> torch.Tensor:
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    u, v = (x.reshape(-1) for x in torch.meshgrid(levels, levels, indexing="ij"))
+    colors = []
+    for axis in range(3):
+        for value in (0.0, 1.0):
+            channels = [u, v]
+            channels.insert(axis, torch.full_like(u, value))
+            colors.append(torch.stack(channels))
+    coarse = levels[::8]
+    colors.append(torch.stack([x.reshape(-1) for x in torch.meshgrid(coarse, coarse, coarse, indexing="ij")]))
+    ab = rgb_to_lab(torch.cat(colors, dim=1)[:, :, None])[1:, :, 0]  # [2, N]
+    low = torch.unique(torch.floor(ab / AB_GRID).long().T, dim=0)  # lower-left corner of each cell
+    corners = torch.cat([low + torch.tensor([da, db]) for da in (0, 1) for db in (0, 1)])
+    return torch.unique(corners, dim=0).float() * AB_GRID  # unique sorts by a, then b
+
+
+@lru_cache(maxsize=4)
+def _grid_lookup(bins_key: tuple) -> torch.Tensor:
+    """Nearest bin index for every cell of the grid-10 lattice over [-120, 120]^2: [25, 25]."""
+    bins = torch.tensor(bins_key, dtype=torch.float32)
+    axis = torch.arange(-120, 121, 10, dtype=torch.float32)
+    cells = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).view(-1, 2)
+    return torch.cdist(cells, bins).argmin(dim=1).view(25, 25)
+
+
+def ab_lattice(ab: torch.Tensor, reach: int) -> torch.Tensor:
+    """The one ab quantization: integer coordinates of the nearest grid-``AB_GRID`` lattice point
+    of each ab value (any shape), clamped to ``-reach..reach`` and shifted to ``0..2 reach`` (long)."""
+    return torch.round(ab / AB_GRID).long().clamp(-reach, reach) + reach
+
+
+def nearest_bin(ab: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Index [B, H, W] of the nearest bin for ab [B, 2, H, W]; bins [Q, 2] on the grid-10 lattice.
+
+    Rounds to the lattice and looks the cell up, which is the nearest bin whenever the rounded
+    cell is itself a bin (always, for ab of sRGB colors); other cells map to their nearest bin.
+    """
+    lookup = _grid_lookup(tuple(map(tuple, bins.tolist()))).to(ab.device)
+    cell = ab_lattice(ab, 12)  # [B, 2, H, W]
+    return lookup[cell[:, 0], cell[:, 1]]

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .color import luminance_hwc
 from .data import Record, cache_dir, colorfulness, decode_rgb, index_records, list_images
 from .device import pick_device
 from .io import ImageReadError, atomic_path, open_image, write_text_atomic
@@ -124,7 +125,7 @@ class InceptionFeatures:
 def gray_of(rgb: np.ndarray) -> np.ndarray:
     """Luminance float32 [H, W] in [0, 1] of uint8 RGB [H, W, 3] (the protocol's input)."""
     x = rgb.astype(np.float32) / 255.0
-    return np.clip(x[..., 0] * 0.2989 + x[..., 1] * 0.5870 + x[..., 2] * 0.1140, 0, 1)
+    return np.clip(luminance_hwc(x), 0, 1)
 
 
 def load_ground_truth(sources: list[str] | str, limit: int | None = None) -> tuple[list[Sample], int, list[str]]:

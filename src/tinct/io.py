@@ -22,6 +22,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from .color import luminance_hwc
+
 __all__ = ["ImageReadError", "LoadedImage", "read_image", "write_image", "atomic_path", "write_text_atomic", "DEFAULT_MAX_PIXELS", "open_image",
            "is_tinct_output", "output_source", "input_identity", "OUTPUT_MARK"]
 
@@ -157,7 +159,7 @@ def to_loaded_image(im: Image.Image, path: str | None = None) -> LoadedImage:
         gray = np.asarray(im, dtype=np.float32) / 255.0
         return LoadedImage(gray, alpha, False, path, mode, frames)
     rgb = np.asarray(im, dtype=np.float32) / 255.0
-    gray = rgb[..., 0] * 0.2989 + rgb[..., 1] * 0.5870 + rgb[..., 2] * 0.1140
+    gray = luminance_hwc(rgb)
     chroma = np.maximum(np.abs(rgb[..., 0] - rgb[..., 1]), np.abs(rgb[..., 1] - rgb[..., 2]))
     # a color photo: more than 1% of pixels show chroma (JPEG noise on gray scans stays below)
     was_color = bool((chroma > _COLOR_TOLERANCE).mean() > 0.01)

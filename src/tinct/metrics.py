@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .color import rgb_to_lab
+from .color import ab_lattice, rgb_to_lab
 from .data import colorfulness
 from .nets.efficientnet import efficientnet_lite
 
@@ -43,8 +43,8 @@ def ssim(pred: np.ndarray, target: np.ndarray) -> float:
     return float(structural_similarity(pred, target, channel_axis=2, data_range=255))
 
 
-AB_BIN_SIZE = 10
-_AB_BINS_PER_AXIS = 23  # centers -110, -100, ..., 110
+_AB_REACH = 11  # lattice centers -110, -100, ..., 110 on each axis
+_AB_BINS_PER_AXIS = 2 * _AB_REACH + 1
 
 
 def ab_of(rgb: np.ndarray) -> torch.Tensor:
@@ -55,7 +55,7 @@ def ab_of(rgb: np.ndarray) -> torch.Tensor:
 
 def ab_bin_index(ab: torch.Tensor) -> np.ndarray:
     """ab [2, ...] -> flat index of its nearest grid-10 bin (centers -110..110 on each axis)."""
-    q = torch.round(ab / AB_BIN_SIZE).clamp(-11, 11).long() + 11
+    q = ab_lattice(ab, _AB_REACH)
     return (q[0] * _AB_BINS_PER_AXIS + q[1]).numpy().ravel()
 
 

@@ -5,16 +5,17 @@ network predicts a distribution over the in-gamut bins for every pixel (at 1/4 o
 resolution), trained with a class-rebalanced multinomial cross-entropy against soft-encoded
 ground truth, and decoded by the annealed mean.
 
-- Bins: :func:`ab_bins`, the paper's 313; :func:`srgb_gamut_bins` derives 309 of them from the
-  sRGB gamut in code (the other 4 are edge bins of Zhang et al.'s released set).
+- Bins: :func:`tinct.color.ab_bins`, the paper's 313; :func:`tinct.color.srgb_gamut_bins` derives
+  309 of them from the sRGB gamut in code (the other 4 are edge bins of Zhang et al.'s released set).
 - Soft-encoding: :func:`soft_encode` (5 nearest bins, Gaussian kernel sigma = 5).
 - Prior and rebalancing: :func:`ab_prior` (empirical, Gaussian-smoothed), :func:`rebalancing_weights`
   ``w ~ ((1 - lambda) p + lambda / Q)^-1`` normalized to ``E_p[w] = 1`` (lambda = 0.5;
   lambda = 1 turns rebalancing off).
 - Decoding: :func:`annealed_mean` (T = 0.38 by default; T -> 0 is the mode, T = 1 the mean).
-- Network: :class:`CICNet`, the paper's Table 1 (conv1-conv8, strided downsampling, dilated
-  conv5/conv6, BN after each block, Q-way 1x1 output at 1/4 resolution) with a channel
-  multiplier ``width`` (1.0 = the paper; the shipped model is a compact variant).
+- Networks (:mod:`tinct.nets.cic`): :class:`CICNet`, the paper's Table 1 (conv1-conv8, strided
+  downsampling, dilated conv5/conv6, BN after each block, Q-way 1x1 output at 1/4 resolution)
+  with a channel multiplier ``width`` (1.0 = the paper); :class:`CICUNet` (shipped), the same
+  output on the ImageNet EfficientNet-Lite0 U-Net.
 - Optimizer: Adam betas (0.9, 0.99), weight decay 1e-3, lr 3.16e-5 at batch 40, scaled
   linearly with the batch size.
 """
@@ -26,7 +27,6 @@ import json
 import logging
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
@@ -36,10 +36,10 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from ..color import gray_to_lightness, rgb_to_lab
+from ..color import AB_GRID, ab_bins, gray_to_lightness, nearest_bin, rgb_to_lab, srgb_gamut_bins  # noqa: F401 (re-exported)
 from ..data import ColorizationDataset, DataConfig
 from ..io import read_image, write_image, write_text_atomic
-from ..nets.unet import Lite0UNet
+from ..nets.cic import CICNet, CICUNet
 from . import ColorizationMethod, InferenceOption, MethodCommand, labelled_strip, register
 
 log = logging.getLogger(__name__)
@@ -48,83 +48,6 @@ __all__ = [
     "AB_GRID", "ab_bins", "srgb_gamut_bins", "nearest_bin", "soft_encode", "ab_prior", "rebalancing_weights",
     "annealed_mean", "undo_rebalancing", "hue_consistency", "CICNet", "CIC", "CICConfig", "compute_prior",
 ]
-
-#: spacing of the ab quantization grid
-AB_GRID = 10.0
-
-
-#: The paper's Q = 313 bins (Zhang et al.'s released set) as the b-range of each a-column:
-#: a -> (b_min, b_max); every multiple of 10 from b_min to b_max is a bin center.
-_PAPER_B_RANGES = {
-    -90: (50, 90), -80: (20, 90), -70: (0, 90), -60: (-20, 90), -50: (-30, 100),
-    -40: (-40, 100), -30: (-50, 100), -20: (-50, 100), -10: (-60, 100), 0: (-70, 100),
-    10: (-80, 90), 20: (-80, 90), 30: (-90, 90), 40: (-100, 90), 50: (-100, 80),
-    60: (-110, 80), 70: (-110, 80), 80: (-110, 70), 90: (-110, 70), 100: (-90, 0),
-}
-
-
-def ab_bins() -> torch.Tensor:
-    """The paper's Q = 313 in-gamut ab bins: centers [313, 2] (a, b) on the grid-10 lattice,
-    sorted by a then b.
-
-    309 of them are exactly :func:`srgb_gamut_bins` (derived from the sRGB gamut); Zhang et
-    al.'s released set adds 4 edge bins that no sRGB color's cell touches: (40, 90), (100, -90),
-    (100, -10), (100, 0). tinct uses the released set so that its 313-way output means what
-    the paper's does; ``tests/test_cic.py`` re-derives the 309 and checks the relation.
-    """
-    centers = [(a, b) for a, (lo, hi) in sorted(_PAPER_B_RANGES.items()) for b in range(lo, hi + 1, 10)]
-    return torch.tensor(centers, dtype=torch.float32)
-
-
-def srgb_gamut_bins() -> torch.Tensor:
-    """Bins derived from the sRGB gamut: centers [309, 2], sorted by a then b.
-
-    A grid point is a bin when it is a corner of a grid-10 cell that holds the ab of an
-    8-bit sRGB color (at any lightness): every bin a soft-encoding or an interpolation of an
-    in-gamut color can lean on. The colors tried are the cube's six faces at full 8-bit
-    resolution (the chroma extremes of every hue lie there) and its interior at a step of 8;
-    enumerating all 16.7 M colors gives the same 309 bins.
-    """
-    return _srgb_gamut_bins_cached().clone()
-
-
-@lru_cache(maxsize=1)
-def _srgb_gamut_bins_cached() -> torch.Tensor:
-    levels = torch.arange(256, dtype=torch.float64) / 255.0
-    u, v = (x.reshape(-1) for x in torch.meshgrid(levels, levels, indexing="ij"))
-    colors = []
-    for axis in range(3):
-        for value in (0.0, 1.0):
-            channels = [u, v]
-            channels.insert(axis, torch.full_like(u, value))
-            colors.append(torch.stack(channels))
-    coarse = levels[::8]
-    colors.append(torch.stack([x.reshape(-1) for x in torch.meshgrid(coarse, coarse, coarse, indexing="ij")]))
-    ab = rgb_to_lab(torch.cat(colors, dim=1)[:, :, None])[1:, :, 0]  # [2, N]
-    low = torch.unique(torch.floor(ab / AB_GRID).long().T, dim=0)  # lower-left corner of each cell
-    corners = torch.cat([low + torch.tensor([da, db]) for da in (0, 1) for db in (0, 1)])
-    return torch.unique(corners, dim=0).float() * AB_GRID  # unique sorts by a, then b
-
-
-@lru_cache(maxsize=4)
-def _grid_lookup(bins_key: tuple) -> torch.Tensor:
-    """Nearest bin index for every cell of the grid-10 lattice over [-120, 120]^2: [25, 25]."""
-    bins = torch.tensor(bins_key, dtype=torch.float32)
-    axis = torch.arange(-120, 121, 10, dtype=torch.float32)
-    cells = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).view(-1, 2)
-    return torch.cdist(cells, bins).argmin(dim=1).view(25, 25)
-
-
-def nearest_bin(ab: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-    """Index [B, H, W] of the nearest bin for ab [B, 2, H, W]; bins [Q, 2] on the grid-10 lattice.
-
-    Rounds to the lattice and looks the cell up, which is the nearest bin whenever the rounded
-    cell is itself a bin (always, for ab of sRGB colors); other cells map to their nearest bin.
-    """
-    lookup = _grid_lookup(tuple(map(tuple, bins.tolist()))).to(ab.device)
-    cell = torch.round(ab / AB_GRID).long().clamp(-12, 12) + 12  # [B, 2, H, W]
-    return lookup[cell[:, 0], cell[:, 1]]
-
 
 def soft_encode(ab: torch.Tensor, bins: torch.Tensor, neighbours: int = 5, sigma: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft-encode ground-truth ab onto its nearest bins with a Gaussian kernel.
@@ -213,79 +136,6 @@ def hue_consistency(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
     mean_ab = torch.einsum("bqhw,qc->bchw", probs, bins)
     mean_chroma = torch.einsum("bqhw,q->bhw", probs, bins.norm(dim=1)).unsqueeze(1)
     return (mean_ab.norm(dim=1, keepdim=True) / mean_chroma.clamp(min=1e-6)).clamp(max=1.0)
-
-
-class CICNet(nn.Module):
-    """The network of Table 1: L [B, 1, H, W] in [0, 100] -> bin logits [B, Q, H/4, W/4].
-
-    H and W must be multiples of 8 (:meth:`CIC.predict_ab` pads). ``width`` scales every
-    layer's channels (1.0: 64, 128, 256, 512, 512, 512, 512, 256). The bin centers, the
-    training prior and the rebalancing weights are buffers, so they are saved with the model.
-    """
-
-    # (convs, channels, stride of the last conv, dilation) for conv1..conv7
-    BLOCKS = ((2, 64, 2, 1), (2, 128, 2, 1), (3, 256, 2, 1), (3, 512, 1, 1), (3, 512, 1, 2), (3, 512, 1, 2), (3, 512, 1, 1))
-    CONV8 = 256
-
-    def __init__(self, width: float = 1.0):
-        super().__init__()
-        bins = ab_bins()
-        self.register_buffer("bins", bins)
-        self.register_buffer("prior", torch.zeros(bins.shape[0]))
-        self.register_buffer("class_weights", torch.ones(bins.shape[0]))
-        layers: list[nn.Module] = []
-        c_in = 1
-        for n_convs, channels, stride, dilation in self.BLOCKS:
-            c = max(int(round(channels * width)), 8)
-            for i in range(n_convs):
-                s = stride if i == n_convs - 1 else 1
-                layers += [nn.Conv2d(c_in, c, 3, s, padding=dilation, dilation=dilation), nn.ReLU(inplace=True)]
-                c_in = c
-            layers.append(nn.BatchNorm2d(c))
-        c8 = max(int(round(self.CONV8 * width)), 8)
-        layers += [nn.ConvTranspose2d(c_in, c8, 4, 2, 1), nn.ReLU(inplace=True)]  # conv8_1: x2 up
-        for _ in range(2):  # conv8_2, conv8_3
-            layers += [nn.Conv2d(c8, c8, 3, padding=1), nn.ReLU(inplace=True)]
-        self.body = nn.Sequential(*layers)
-        self.classifier = nn.Conv2d(c8, bins.shape[0], 1)  # conv8_313
-
-    @property
-    def num_bins(self) -> int:
-        return self.bins.shape[0]
-
-    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
-        x = self.body(lightness - 50.0)  # [B, C8, H/4, W/4]; Zhang et al. center L at 50
-        return self.classifier(x)  # [B, Q, H/4, W/4]
-
-
-class CICUNet(nn.Module):
-    """CIC's classification on a U-Net: L [B, 1, H, W] in [0, 100] -> bin logits [B, Q, H/4, W/4].
-
-    The encoder is the ImageNet EfficientNet-Lite0 (frozen by default, so it keeps what it
-    knows about objects); the decoder (:class:`~tinct.nets.unet.Lite0UNet` down to stride 4)
-    ends in a 1x1 convolution to the Q bins, at the resolution of the paper's output. H and W
-    must be multiples of 32. Bins, prior and rebalancing weights are buffers, as in
-    :class:`CICNet`.
-    """
-
-    multiple = 32
-
-    def __init__(self, decoder_widths: tuple[int, ...] = (160, 96, 64, 32, 16), pretrained: bool = True,
-                 freeze_encoder: bool = True):
-        super().__init__()
-        bins = ab_bins()
-        self.register_buffer("bins", bins)
-        self.register_buffer("prior", torch.zeros(bins.shape[0]))
-        self.register_buffer("class_weights", torch.ones(bins.shape[0]))
-        self.unet = Lite0UNet(decoder_widths, pretrained=pretrained, freeze_encoder=freeze_encoder,
-                              out_channels=bins.shape[0], out_stride=4, tanh=False)
-
-    @property
-    def num_bins(self) -> int:
-        return self.bins.shape[0]
-
-    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
-        return self.unet(lightness)  # [B, Q, H/4, W/4]
 
 
 @dataclass
