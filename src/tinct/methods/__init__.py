@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib
 import inspect
+import pkgutil
 from typing import Any, Callable
 
 import numpy as np
@@ -30,6 +32,7 @@ __all__ = ["ColorizationMethod", "InferenceOption", "MethodCommand", "register",
            "sample_grid", "image_grid", "labelled_strip", "LABEL_HEIGHT", "declared_options", "method_commands"]
 
 _REGISTRY: dict[str, type["ColorizationMethod"]] = {}
+_LOADED: list[bool] = []  # non-empty once every method module is imported
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,7 +238,14 @@ def register(cls: type[ColorizationMethod]) -> type[ColorizationMethod]:
 
 
 def _load_builtin() -> None:
-    from . import bigcolor, cic, gcp, prior, unet_gan  # noqa: F401
+    """Import every module of this package once: each registers its method (``@register``), so a
+    new method is a new file here and nothing else. Imported on first use, not at package import,
+    because the method modules import this package's base class."""
+    if _LOADED:
+        return
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    _LOADED.append(True)
 
 
 def method_names() -> list[str]:
