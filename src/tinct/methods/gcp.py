@@ -169,7 +169,6 @@ def _transition_command(args: argparse.Namespace, colorizer: Any) -> int:
     return 0
 
 
-
 @register
 class Gcp(ColorizationMethod):
     name = "gcp"
@@ -197,9 +196,7 @@ class Gcp(ColorizationMethod):
     )
 
     def __init__(self, config: GcpConfig, pretrained: bool = True, inference_only: bool = False):
-        super().__init__(config)
-        #: built for inference (tinct.weights.load_model): no discriminators
-        self.inference_only = inference_only
+        super().__init__(config, inference_only)  # inference_only (tinct.weights.load_model): no discriminators
         c = config
         if c.stage not in (1, 2):
             raise ValueError(f"gcp option 'stage': 1 (GAN encoder) or 2 (alignment and colorization), got {c.stage!r}")
