@@ -199,6 +199,17 @@ def test_ablations_build_train_and_colorize(align, spade):
 def test_bad_stage_is_a_clear_error():
     with pytest.raises(ValueError, match="'stage': 1 .* or 2"):
         _method(stage=3)
+    with pytest.raises(ValueError, match="'image_size': 32 or more"):
+        _method(image_size=16)
+
+
+def test_stage2_starts_from_a_stage1_state_of_another_layout_but_not_another_generator():
+    stage1 = _method(stage=1).state_dict()
+    ablation = _method(stage=2, spade=False, align=False)
+    ablation.load_state_dict(stage1, strict=False)  # C and the alignment of stage 1 are untrained: left out
+    assert all(torch.equal(v, stage1[k]) for k, v in ablation.state_dict().items() if k.startswith("net.encoder."))
+    with pytest.raises(ValueError, match="stage-1 run's image_size, width"):
+        _method(stage=2, width=4).load_state_dict(stage1, strict=False)
 
 
 def _exported(tmp_path, method):

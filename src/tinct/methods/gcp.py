@@ -99,7 +99,12 @@ def _drop_untrained_stage2_weights(module: nn.Module, state: dict[str, torch.Ten
     dropped = [k for k, v in state.items() if k.startswith(stage2) and (k not in own or own[k].shape != v.shape)]
     if dropped:
         log.info("gcp: %d alignment/colorization weights of another layout left out (%s ...)", len(dropped), dropped[0])
-    return {k: v for k, v in state.items() if k not in dropped}
+    kept = {k: v for k, v in state.items() if k not in dropped}
+    misfit = next((k for k, v in kept.items() if k in own and own[k].shape != v.shape), None)
+    if misfit is not None:
+        raise ValueError(f"weight {misfit!r} is {tuple(kept[misfit].shape)} there and {tuple(own[misfit].shape)} in this gcp "
+                         "config: give stage 2 the stage-1 run's image_size, width, z_chunk and class_dim (its config.yaml)")
+    return kept
 
 
 class _GcpInferenceNet(GcpNet):
