@@ -32,7 +32,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, load_inference_state, save_checkpoint
 from .data import ColorizationDataset, DataConfig
@@ -138,31 +140,41 @@ class _StopFlag:
         self.raised = signum
 
 
-def train(
-    method_name: str, config: dict[str, Any], options: RunOptions, overrides_on_resume: dict[str, Any] | None = None
-) -> Path:
-    """Train ``method_name`` with ``config`` (see :func:`resolve_config`); returns the checkpoint path.
+@dataclass
+class _Placement:
+    """Where this process trains: its device, DDP rank and world size."""
 
-    On ``options.resume`` the checkpoint's config is used, updated by ``overrides_on_resume``
-    (e.g. a larger ``steps`` to extend a finished run), and ``options.data``, when empty, is the
-    checkpoint's. SIGINT or SIGTERM saves a checkpoint and raises :class:`TrainingStopped`.
-    """
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _place(options: RunOptions) -> _Placement:
+    """The device; under ``torchrun`` (WORLD_SIZE > 1) also the DDP process group (NCCL on CUDA, gloo on CPU)."""
     device = pick_device(options.device)
-    if distributed:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        rank, world = dist.get_rank(), dist.get_world_size()
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-            torch.cuda.set_device(device)
-    else:
-        rank, world = 0, 1
-    is_main = rank == 0
     if options.threads:
         torch.set_num_threads(options.threads)
-    out = Path(options.out)
-    ckpt_path = out / CHECKPOINT_NAME
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _Placement(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    return _Placement(device, dist.get_rank(), dist.get_world_size())
 
+
+def _resume_state(method_name: str, config: dict[str, Any], options: RunOptions, ckpt_path: Path,
+                  overrides_on_resume: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any], RunOptions]:
+    """(checkpoint to resume or None, the config to train with, the run options): on ``--resume``
+    the checkpoint's config updated by ``overrides_on_resume`` and, without ``--data``, its data."""
     resume_state = None
     if options.resume and ckpt_path.exists():
         resume_state = load_checkpoint(ckpt_path)
@@ -177,52 +189,127 @@ def train(
         raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
     if not options.data:
         raise ValueError("no training data: pass --data (a resumed run takes it from its checkpoint)")
+    return resume_state, config, options
 
-    torch.manual_seed(options.seed + rank)
-    method: ColorizationMethod = build_method(method_name, config, pretrained=resume_state is None)
-    cfg = method.config
+
+def _new_method(method_name: str, config: dict[str, Any], options: RunOptions, resume_state: dict[str, Any] | None,
+                place: _Placement) -> ColorizationMethod:
+    """The method to train, on its device: fresh (pretrained encoders, the data's statistics), from
+    ``--init-from`` weights, or (resumed) to be loaded from the checkpoint."""
+    torch.manual_seed(options.seed + place.rank)
+    method = build_method(method_name, config, pretrained=resume_state is None)
     if options.init_from and resume_state is None:
         _init_from(method, options.init_from)
     elif resume_state is None:
-        method.prepare_data(list(options.data), progress=options.progress and is_main)
-    method.to(device, memory_format=torch.channels_last).train()  # about 2x faster convs on CPU
+        method.prepare_data(list(options.data), progress=options.progress and place.is_main)
+    return method.to(place.device, memory_format=torch.channels_last).train()  # about 2x faster convs on CPU
 
-    data_cfg = DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness)
-    dataset = ColorizationDataset(options.data, data_cfg, train=True, seed=options.seed)
-    preview_source = options.val_data or options.data
-    preview = ColorizationDataset(preview_source, DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness), train=False,
-                                  quiet=not options.val_data)  # the training data was counted just above
-    # evenly spaced through the data: shards are often sorted by class
-    preview_items = [preview[int(i)] for i in np.linspace(0, len(preview) - 1, min(8, len(preview))).round()]
-    preview_batch = {k: torch.stack([item[k] for item in preview_items]) for k in ("gray", "rgb", "label")}
 
+def _preview_batch(cfg: Any, options: RunOptions) -> dict[str, torch.Tensor]:
+    """8 images evenly spaced through the validation data (else the training data; shards are
+    often sorted by class) for the sample grids."""
+    preview = ColorizationDataset(options.val_data or options.data, DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness),
+                                  train=False, quiet=not options.val_data)  # the training data is counted once, by its own dataset
+    items = [preview[int(i)] for i in np.linspace(0, len(preview) - 1, min(8, len(preview))).round()]
+    return {k: torch.stack([item[k] for item in items]) for k in ("gray", "rgb", "label")}
+
+
+def _restore(method: ColorizationMethod, ema: "EMA", optimizers: dict[str, torch.optim.Optimizer],
+             resume_state: dict[str, Any] | None) -> int:
+    """Load a resumed run's networks, EMA and optimizers; returns the step to continue from (0 when new)."""
+    if resume_state is None:
+        return 0
+    method.load_state_dict(resume_state["model"])
+    ema.module.load_state_dict(resume_state["ema"])
+    for name, opt in optimizers.items():
+        opt.load_state_dict(resume_state["optimizers"][name])
+    return resume_state["step"]
+
+
+def _write_run_config(out: Path, method_name: str, cfg: Any) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    with open(out / "config.yaml", "w", encoding="utf-8") as f:
+        yaml.safe_dump({"method": method_name, **dataclasses.asdict(cfg)}, f, sort_keys=False)
+
+
+class _Log:
+    """The CSV log (``log.csv``: step, epoch, images/s, the method's losses) and the progress bar,
+    both on the main process only."""
+
+    def __init__(self, out: Path, step: int, total: int, loss_names: tuple[str, ...], is_main: bool, progress: bool):
+        self.loss_names = loss_names
+        self.file = None
+        self.writer: csv.DictWriter | None = None
+        self.bar = None
+        self.last, self.images = time.perf_counter(), 0
+        if is_main:
+            _truncate_log(out / "log.csv", step)
+            self.file = open(out / "log.csv", "a", newline="", encoding="utf-8")
+            if progress:
+                self.bar = tqdm(total=total, initial=step, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def step(self, images: int) -> None:
+        self.images += images
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def write(self, step: int, epoch: int, losses: dict[str, float]) -> None:
+        if self.file is None:
+            return
+        now = time.perf_counter()
+        rate = self.images / max(now - self.last, 1e-9)
+        self.last, self.images = now, 0
+        row = {"step": step, "epoch": epoch, "images_per_s": round(rate, 2), **{k: round(v, 5) for k, v in losses.items()}}
+        if self.writer is None:
+            self.writer = csv.DictWriter(self.file, fieldnames=["step", "epoch", "images_per_s", *self.loss_names], extrasaction="ignore")
+            if self.file.tell() == 0:
+                self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.bar is not None:
+            self.bar.set_postfix(img_s=f"{rate:.0f}", **{k: f"{v:.3f}" for k, v in losses.items()})
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.file is not None:
+            self.file.close()
+
+
+def train(
+    method_name: str, config: dict[str, Any], options: RunOptions, overrides_on_resume: dict[str, Any] | None = None
+) -> Path:
+    """Train ``method_name`` with ``config`` (see :func:`resolve_config`); returns the checkpoint path.
+
+    On ``options.resume`` the checkpoint's config is used, updated by ``overrides_on_resume``
+    (e.g. a larger ``steps`` to extend a finished run), and ``options.data``, when empty, is the
+    checkpoint's. SIGINT or SIGTERM saves a checkpoint and raises :class:`TrainingStopped`.
+    """
+    place = _place(options)
+    out = Path(options.out)
+    ckpt_path = out / CHECKPOINT_NAME
+    resume_state, config, options = _resume_state(method_name, config, options, ckpt_path, overrides_on_resume)
+    method = _new_method(method_name, config, options, resume_state, place)
+    cfg, device = method.config, place.device
+
+    dataset = ColorizationDataset(options.data, DataConfig(image_size=cfg.image_size, min_colorfulness=cfg.min_colorfulness),
+                                  train=True, seed=options.seed)
+    preview_batch = _preview_batch(cfg, options)
     optimizers = method.make_optimizers()
     ema = EMA(method.inference_module(), cfg.ema_decay)
-    step = 0
-    if resume_state is not None:
-        method.load_state_dict(resume_state["model"])
-        ema.module.load_state_dict(resume_state["ema"])
-        for name, opt in optimizers.items():
-            opt.load_state_dict(resume_state["optimizers"][name])
-        step = resume_state["step"]
+    step = _restore(method, ema, optimizers, resume_state)
     ema.module.to(device)
     if getattr(cfg, "feature_cache", ""):  # after loading: the cache is keyed by the encoder's trained weights
-        dataset = _cached_features(method, dataset, cfg, device, options, distributed)
-
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
+        dataset = _cached_features(method, dataset, cfg, device, options, place.distributed)
+    if place.distributed:
         method.wrap_for_ddp(lambda m: DDP(m, device_ids=[device.index] if device.type == "cuda" else None))
 
-    per_rank_batch = max(cfg.batch_size // world, 1)
-    sampler = EpochSampler(len(dataset), options.seed, rank, world)
-    steps_per_epoch = max(len(dataset) // world // per_rank_batch, 1)
-
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "samples").mkdir(exist_ok=True)
-        with open(out / "config.yaml", "w", encoding="utf-8") as f:
-            yaml.safe_dump({"method": method_name, **dataclasses.asdict(cfg)}, f, sort_keys=False)
+    per_rank_batch = max(cfg.batch_size // place.world, 1)
+    sampler = EpochSampler(len(dataset), options.seed, place.rank, place.world)
+    steps_per_epoch = max(len(dataset) // place.world // per_rank_batch, 1)
+    if place.is_main:
+        _write_run_config(out, method_name, cfg)
 
     def autocast():
         if device.type == "cuda":
@@ -230,7 +317,7 @@ def train(
         return contextlib.nullcontext()
 
     def checkpoint() -> None:
-        if not is_main:
+        if not place.is_main:
             return
         save_checkpoint(
             {
@@ -248,7 +335,7 @@ def train(
         )
 
     def write_samples() -> None:
-        if not is_main:
+        if not place.is_main:
             return
         was_training = method.training
         method.eval()
@@ -259,17 +346,8 @@ def train(
 
     stop = _StopFlag()
     previous_handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    if is_main:
-        _truncate_log(out / "log.csv", step)
-    csv_file = open(out / "log.csv", "a", newline="", encoding="utf-8") if is_main else None
-    writer = None
-    progress = None
-    if is_main and options.progress:
-        from tqdm import tqdm
-
-        progress = tqdm(total=cfg.steps, initial=step, unit="step", file=sys.stderr, dynamic_ncols=True)
+    logger = _Log(out, step, cfg.steps, method.loss_names, place.is_main, options.progress)
     try:
-        t_last, images_since = time.perf_counter(), 0
         while step < cfg.steps and stop.raised is None:
             epoch, start = divmod(step, steps_per_epoch)
             dataset.set_epoch(epoch)
@@ -284,23 +362,9 @@ def train(
                 losses = method.train_step(batch, optimizers, step, autocast)
                 ema.update(method.inference_module(), step)
                 step += 1
-                images_since += per_rank_batch * world
-                if progress is not None:
-                    progress.update(1)
-                if is_main and (step % options.log_every == 0 or step == cfg.steps):
-                    now = time.perf_counter()
-                    rate = images_since / max(now - t_last, 1e-9)
-                    t_last, images_since = now, 0
-                    row = {"step": step, "epoch": epoch, "images_per_s": round(rate, 2), **{k: round(v, 5) for k, v in losses.items()}}
-                    if writer is None:
-                        fields = ["step", "epoch", "images_per_s", *method.loss_names]
-                        writer = csv.DictWriter(csv_file, fieldnames=fields, extrasaction="ignore")
-                        if csv_file.tell() == 0:
-                            writer.writeheader()
-                    writer.writerow(row)
-                    csv_file.flush()
-                    if progress is not None:
-                        progress.set_postfix(img_s=f"{rate:.0f}", **{k: f"{v:.3f}" for k, v in losses.items()})
+                logger.step(per_rank_batch * place.world)
+                if step % options.log_every == 0 or step == cfg.steps:
+                    logger.write(step, epoch, losses)
                 if step % options.sample_every == 0:
                     write_samples()
                 if step % options.checkpoint_every == 0:
@@ -309,16 +373,13 @@ def train(
                     break
         checkpoint()
         write_samples()
-        if stop.raised is not None and is_main:
+        if stop.raised is not None and place.is_main:
             log.warning("stopped by signal %d at step %d; checkpoint saved to %s (resume with --resume)", stop.raised, step, ckpt_path)
     finally:
         for s, h in previous_handlers.items():
             signal.signal(s, h)
-        if progress is not None:
-            progress.close()
-        if csv_file is not None:
-            csv_file.close()
-        if distributed:
+        logger.close()
+        if place.distributed:
             dist.destroy_process_group()
     if stop.raised is not None:
         raise TrainingStopped(stop.raised, ckpt_path)

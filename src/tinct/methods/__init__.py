@@ -28,7 +28,7 @@ from torch import nn
 from ..color import gray_to_lightness, lab_to_rgb
 from ..nets.efficientnet import shared_classifier
 
-__all__ = ["ColorizationMethod", "InferenceOption", "MethodCommand", "register", "get_method", "method_names", "build_method",
+__all__ = ["ColorizationMethod", "TrainConfig", "InferenceOption", "MethodCommand", "register", "get_method", "method_names", "build_method",
            "sample_grid", "image_grid", "labelled_strip", "LABEL_HEIGHT", "declared_options", "method_commands"]
 
 _REGISTRY: dict[str, type["ColorizationMethod"]] = {}
@@ -85,6 +85,19 @@ class MethodCommand:
     figure: bool = False
     model_default: str | None = None
     aliases: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """What the training loop (:mod:`tinct.train`) reads from a config: every method's config
+    dataclass extends it, adding its architecture, loss and optimizer fields (and redeclaring a
+    default here when its own differs)."""
+
+    image_size: int = 64  # square training crops, px; the exported model's default working size
+    batch_size: int = 32
+    steps: int = 20000
+    ema_decay: float = 0.999  # EMA of the inference network (warmed up, see tinct.train.EMA)
+    min_colorfulness: float = 8.0  # training photos below this Hasler-Suesstrunk colorfulness are dropped
 
 
 class ColorizationMethod(nn.Module):

@@ -33,7 +33,7 @@ from ..color import lightness_to_gray, rgb_to_lab, rgb_to_yuv, yuv_to_rgb
 from ..nets.biggan import (BigGANGenerator, ConditionalBatchNorm, ProjectionDiscriminator, channel_plan, hinge_d_loss,
                            truncated_normal)
 from ..nets.perceptual import PerceptualLoss
-from . import ColorizationMethod, InferenceOption, register
+from . import ColorizationMethod, InferenceOption, TrainConfig, register
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class BigColorNet(nn.Module):
 
 
 @dataclass
-class BigColorConfig:
+class BigColorConfig(TrainConfig):
     prior: str = ""  # a trained `prior` (run dir, checkpoint, .safetensors or shipped name) to start G from
     image_size: int = 64
     width: int = 16  # must equal the prior's
@@ -127,8 +127,6 @@ class BigColorConfig:
     betas: tuple[float, float] = (0.0, 0.999)
     batch_size: int = 32
     steps: int = 20000
-    ema_decay: float = 0.999
-    min_colorfulness: float = 8.0
 
 
 @register

@@ -40,7 +40,7 @@ from ..color import AB_GRID, ab_bins, gray_to_lightness, nearest_bin, rgb_to_lab
 from ..data import ColorizationDataset, DataConfig
 from ..io import read_image, write_image, write_text_atomic
 from ..nets.cic import CICNet, CICUNet
-from . import ColorizationMethod, InferenceOption, MethodCommand, labelled_strip, register
+from . import ColorizationMethod, InferenceOption, MethodCommand, TrainConfig, labelled_strip, register
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def hue_consistency(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class CICConfig:
+class CICConfig(TrainConfig):
     network: str = "table1"  # "table1": the paper's network; "unet": ImageNet EfficientNet-Lite0 U-Net
     width: float = 1.0  # channel multiplier of Table 1 (network "table1")
     decoder_widths: tuple[int, ...] = (160, 96, 64, 32, 16)  # network "unet": decoder channels at strides 16, 8, 4
@@ -159,8 +159,6 @@ class CICConfig:
     image_size: int = 64
     batch_size: int = 40
     steps: int = 20000
-    ema_decay: float = 0.999
-    min_colorfulness: float = 8.0
 
 
 def _bin_counts(ab: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:

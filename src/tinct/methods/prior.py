@@ -31,12 +31,12 @@ from ..io import write_image
 from ..metrics import Judge, classification_crop, frechet_distance
 from ..nets.biggan import NUM_CLASSES, BigGANGenerator, ProjectionDiscriminator, hinge_d_loss, truncated_normal
 from ..nets.efficientnet import resolve_class
-from . import ColorizationMethod, MethodCommand, image_grid, register
+from . import ColorizationMethod, MethodCommand, TrainConfig, image_grid, register
 
 __all__ = ["PriorConfig", "Prior", "prior_samples", "generator_fd"]
 
 @dataclass
-class PriorConfig:
+class PriorConfig(TrainConfig):
     image_size: int = 64  # 16, 32, 64, 128 or 256
     width: int = 16  # BigGAN's ch: generator channels are multiples of it (64 px: 16, 16, 8, 4, 2)
     z_chunk: int = 17
@@ -48,8 +48,6 @@ class PriorConfig:
     truncation: float = 0.0  # sampling: redraw |z| beyond this (0 = none)
     batch_size: int = 64
     steps: int = 20000  # discriminator updates
-    ema_decay: float = 0.999
-    min_colorfulness: float = 8.0
 
 
 def prior_samples(method: "Prior", class_name_or_index: str | int, n: int = 16, truncation: float | None = None, seed: int = 0,

@@ -40,10 +40,10 @@ from ..nets.efficientnet import efficientnet_lite, shared_classifier
 from ..nets.unet import Lite0UNet
 from ..nets.patchgan import PatchDiscriminator
 from ..nets.perceptual import PerceptualLoss, class_consistency_loss
-from . import ColorizationMethod, register
+from . import ColorizationMethod, TrainConfig, register
 
 @dataclass
-class UNetGANConfig:
+class UNetGANConfig(TrainConfig):
     decoder_widths: tuple[int, ...] = (160, 96, 64, 32, 16)  # strides 16, 8, 4, 2, 1
     disc_width: int = 48
     disc_layers: int = 3
@@ -59,8 +59,6 @@ class UNetGANConfig:
     image_size: int = 64
     batch_size: int = 32
     steps: int = 20000
-    ema_decay: float = 0.999
-    min_colorfulness: float = 8.0
     semantic_view: int = 0  # 0 = off (the paper); N = global features of a frozen Lite0 on an N x N view
     out_stride: int = 1  # 1: ab at full resolution (the paper); 4: at 1/4, upsampled bilinearly
     feature_cache: str = ""  # folder caching the frozen encoder's features (needs freeze_encoder); "" = off
