@@ -36,7 +36,7 @@ def main() -> None:
         return run
 
     models = {f"size {s}": at_size(s) for s in args.sizes}
-    result = evaluate_models(models, samples, skipped, cache_dir=cache_dir(), progress=not args.json)
+    result = evaluate_models(models, samples, skipped, cache_dir=cache_dir(), progress=not args.json).to_dict()
     result["command"] = "python " + " ".join(sys.argv)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
 

@@ -31,7 +31,7 @@ from .io import atomic_path
 __all__ = [
     "CHECKPOINT_NAME", "DEFAULT_MODEL", "WeightsError", "save_checkpoint", "load_checkpoint", "network_state",
     "checkpoint_inference_state", "weights_dir", "sha256_file", "resolve_model", "load_inference_state",
-    "save_inference_weights",
+    "save_inference_weights", "trained_model",
 ]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -158,6 +158,29 @@ def load_inference_state(name_or_path: str) -> tuple[dict[str, torch.Tensor], di
         "path": str(path),
     }
     return state, info
+
+
+def trained_model(source: str | os.PathLike, method: str, expected: dict[str, Any], other: str = "",
+                  user: str = "this") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Weights of a trained ``method`` model to start another model from: (the inference network's
+    float32 state, the trained state of its sub-module ``other``, e.g. ``"discriminator"``, when
+    ``source`` is a training run, else empty). ``source``: a run folder or checkpoint (its EMA), a
+    shipped name or a ``.safetensors`` file. Refuses a model of another method, or one whose config
+    differs from ``expected`` (config key -> value) in any key (``user`` names the caller's config)."""
+    path = Path(source)
+    if path.is_dir() or path.suffix in (".pt", ".pth"):
+        ckpt = load_checkpoint(path)
+        kind, config, state = ckpt["method"], ckpt["config"], _float32(ckpt["ema"])
+        other_state = network_state(ckpt, other) if other else {}
+    else:
+        state, info = load_inference_state(str(source))
+        kind, config, other_state = info["method"], info["config"], {}
+    if kind != method:
+        raise ValueError(f"{source}: a {kind!r} model, not a {method!r}")
+    for key, value in expected.items():
+        if config[key] != value:
+            raise ValueError(f"{source}: the {method}'s {key} is {config[key]}, {user} config has {value}")
+    return state, other_state
 
 
 def save_inference_weights(state: dict[str, torch.Tensor], path: str | os.PathLike, method: str, config: dict[str, Any],

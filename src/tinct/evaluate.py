@@ -23,9 +23,7 @@ The gray image itself is always scored as the ``gray`` baseline row.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import os
@@ -38,14 +36,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from .color import luminance_hwc
 from .data import Record, cache_dir, colorfulness, decode_rgb, index_records, list_images
 from .device import pick_device
-from .io import ImageReadError, atomic_path, open_image, write_text_atomic
+from .io import ImageReadError, atomic_path, open_image
 from .metrics import (GRAY_COLORFULNESS_LIMIT, AucAccumulator, Judge, ab_auc, ab_bin_index, ab_of, ab_prior,  # noqa: F401 (re-exported)
                       classification_crop, frechet_distance, hue_agreement, hue_agreement_ab, psnr, ssim)
-from .weights import format_value
+from .nets.inception import load_fid_inception
+from .pipeline import Colorizer
+from .report import THUMB_SIZE, format_table, json_ready, write_report
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,6 @@ class Sample:
     name: str
     label: int
     gt: np.ndarray  # uint8 [H, W, 3]
-
-
-THUMB_SIZE = 160
 
 
 def thumbnail(rgb: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
@@ -110,8 +108,6 @@ class InceptionFeatures:
     (resized to 299x299, as pytorch-fid): only with user-supplied weights."""
 
     def __init__(self, weights: str | os.PathLike, device: str | torch.device = "cpu"):
-        from .nets.inception import load_fid_inception
-
         self.net, self.sha256 = load_fid_inception(weights)
         self.device = torch.device(device)
         self.net.to(self.device)
@@ -274,11 +270,45 @@ def _row(scores: RowScores, logits: np.ndarray, feats: np.ndarray, correct: np.n
     }
 
 
+@dataclass
+class EvalResult:
+    """What :func:`evaluate_models` measured.
+
+    ``rows``: row name (``gray``, each model, ``gt``) -> metrics (n, psnr, ssim, colorfulness,
+    delta_colorfulness, top1, top5, recovery, recovery_ci95, fd_effnet, auc_raw, auc_rebalanced,
+    hue_agreement, skipped, and fid with Inception weights); ``seconds``: model -> seconds;
+    ``per_image``: ``{"images", "labels", "rows": {row: {metric: [per image]}}}``;
+    ``thumbnails``: ``{row: {index: uint8 [S, S, 3]}}`` for a contact sheet (not JSON).
+    """
+
+    n: int
+    skipped: int
+    rows: dict[str, dict[str, Any]]
+    seconds: dict[str, float]
+    per_image: dict[str, Any]
+    inception_weights_sha256: str | None = None
+    thumbnails: dict[str, dict[int, np.ndarray]] | None = None
+    sheet_names: list[str] | None = None
+    command: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as the reports and ``--json`` take it (optional entries only when set)."""
+        out: dict[str, Any] = {"n": self.n, "skipped": self.skipped, "rows": self.rows, "seconds": self.seconds,
+                               "per_image": self.per_image}
+        if self.inception_weights_sha256 is not None:
+            out["inception_weights_sha256"] = self.inception_weights_sha256
+        if self.thumbnails is not None:
+            out["thumbnails"], out["sheet_names"] = self.thumbnails, self.sheet_names
+        if self.command is not None:
+            out["command"] = self.command
+        return out
+
+
 def evaluate_models(
     models: dict[str, Callable[[np.ndarray], np.ndarray]], samples: list[Sample], skipped: int = 0,
     device: str = "cpu", cache_dir: Path | None = None, progress: bool = True, sheet_images: int = 0,
     inception: InceptionFeatures | None = None,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Score colorizers on ground-truth samples.
 
     Args:
@@ -288,10 +318,9 @@ def evaluate_models(
         sheet_images: keep thumbnails of this many evenly spaced images for a contact sheet.
         inception: FID Inception features (user-supplied weights): adds a true ``fid`` to every row.
     Returns:
-        ``{"n", "skipped", "rows": {"gray": {...}, name: {...}, "gt": {...}}, "seconds": {...}}``
-        ``"per_image"`` (psnr, ssim, colorfulness, top1_correct, p_true_class, hue_agreement per image and row; written
-        by :func:`write_report` as ``per_image.csv``, left out of ``--json``) and, with
-        ``sheet_images``, ``"thumbnails": {row: {index: uint8 [S, S, 3]}}`` (not JSON).
+        an :class:`EvalResult`: rows gray, each model, gt; per-image psnr, ssim, colorfulness,
+        top1_correct, p_true_class, hue_agreement (``per_image.csv`` of the report, left out of
+        ``--json``); with ``sheet_images``, thumbnails for the contact sheet.
     """
     if not samples:
         raise ValueError("no color ground-truth images to evaluate")
@@ -325,8 +354,6 @@ def evaluate_models(
         t0 = time.perf_counter()
         iterator = samples
         if progress:
-            from tqdm import tqdm
-
             iterator = tqdm(samples, desc=name, unit="img", file=sys.stderr, dynamic_ncols=True)
         for i, s in enumerate(iterator):
             scores.add(fn(s), s.gt, keep_thumbnail=i in sheet)
@@ -348,114 +375,12 @@ def evaluate_models(
     thumbs["gt"] = {i: thumbnail(samples[i].gt) for i in sorted(sheet)}
     for row in rows.values():
         row["skipped"] = skipped
-    result = {"n": len(samples), "skipped": skipped, "rows": rows, "seconds": timings,
-              "per_image": {"images": [s.name for s in samples], "labels": labels.tolist(), "rows": per_image}}
-    if inception is not None:
-        result["inception_weights_sha256"] = inception.sha256
-    if sheet:
-        result["thumbnails"] = thumbs
-        result["sheet_names"] = [samples[i].name for i in sorted(sheet)]
-    return result
-
-
-def format_table(result: dict[str, Any]) -> str:
-    keys = ["n", "psnr", "ssim", "colorfulness", "delta_colorfulness", "top1", "top5", "recovery", "recovery_ci95", "fd_effnet", "auc_raw",
-            "auc_rebalanced", "hue_agreement"]
-    if any("fid" in row for row in result["rows"].values()):
-        keys.append("fid")
-    lines = ["| row | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for name, row in result["rows"].items():
-        cells = [format_value(row.get(k)) for k in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def json_ready(result: dict[str, Any]) -> dict[str, Any]:
-    """The result without the in-memory thumbnails and the per-image table."""
-    return {k: v for k, v in result.items() if k not in ("thumbnails", "per_image")}
-
-
-def contact_sheet(result: dict[str, Any]) -> Image.Image:
-    """One row per sheet image; columns gray | each model | ground truth, labelled on top."""
-    from PIL import ImageDraw
-
-    thumbs = result["thumbnails"]
-    columns = list(thumbs)  # gray, models..., gt
-    indices = sorted(thumbs["gt"])
-    pad, label_h, size = 4, 18, THUMB_SIZE
-    sheet = Image.new("RGB", (pad + len(columns) * (size + pad), label_h + len(indices) * (size + pad) + pad), "white")
-    draw = ImageDraw.Draw(sheet)
-    for c, name in enumerate(columns):
-        x = pad + c * (size + pad)
-        draw.text((x + 2, 3), name[:28], fill="black")
-        for r, i in enumerate(indices):
-            sheet.paste(Image.fromarray(thumbs[name][i]), (x, label_h + r * (size + pad)))
-    return sheet
-
-
-def metrics_plot(result: dict[str, Any], path: Path) -> None:
-    """Scatter of mean colorfulness against FD-EffNet per row (gray and ground truth included)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
-    for name, row in result["rows"].items():
-        marker = {"gray": "s", "gt": "*"}.get(name, "o")
-        ax.scatter(row["fd_effnet"], row["colorfulness"], marker=marker, s=90 if name == "gt" else 50)
-        ax.annotate(name, (row["fd_effnet"], row["colorfulness"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xlabel("FD-EffNet (lower is better)")
-    ax.set_ylabel("mean colorfulness (Hasler-Suesstrunk)")
-    ax.set_title(f"n = {result['n']} images")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-
-
-def per_image_csv(per_image: dict[str, Any]) -> str:
-    """One line per (image, row): which images a model gets right or wrong, and how vivid it is."""
-    keys = ["psnr", "ssim", "colorfulness", "top1_correct", "p_true_class", "hue_agreement"]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["image", "label", "row", *keys])
-    for i, (name, label) in enumerate(zip(per_image["images"], per_image["labels"])):
-        for row, values in per_image["rows"].items():
-            writer.writerow([name, label, row, *(_csv_cell(values[k][i]) for k in keys)])
-    return buf.getvalue()
-
-
-def _csv_cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    if isinstance(value, bool):
-        return str(int(value))
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def write_report(result: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write ``report.md``, ``metrics.json``, ``per_image.csv``, ``contact_sheet.png`` and
-    ``plot.png`` to out_dir."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "metrics.json", json.dumps(json_ready(result), indent=2) + "\n")
-    if "per_image" in result:
-        write_text_atomic(out / "per_image.csv", per_image_csv(result["per_image"]))
-    metrics_plot(result, out / "plot.png")
-    lines = ["# tinct eval report", ""]
-    if result.get("command"):
-        lines += [f"Command: `{result['command']}`", ""]
-    lines += [f"{result['n']} color images scored, {result['skipped']} gray ground-truth images skipped.", "",
-              format_table(result), "", "![colorfulness against FD-EffNet](plot.png)", ""]
-    if "thumbnails" in result:
-        with atomic_path(out / "contact_sheet.png", suffix=".png") as tmp:
-            contact_sheet(result).save(tmp)
-        lines += ["Contact sheet (columns: " + " | ".join(result["thumbnails"]) + "; images: " + ", ".join(result["sheet_names"]) + "):", "",
-                  "![contact sheet](contact_sheet.png)", ""]
-    write_text_atomic(out / "report.md", "\n".join(lines))
-    return out
+    return EvalResult(
+        n=len(samples), skipped=skipped, rows=rows, seconds=timings,
+        per_image={"images": [s.name for s in samples], "labels": labels.tolist(), "rows": per_image},
+        inception_weights_sha256=inception.sha256 if inception is not None else None,
+        thumbnails=thumbs if sheet else None, sheet_names=[samples[i].name for i in sorted(sheet)] if sheet else None,
+    )
 
 
 def _pred_dir_model(pred_dir: str, notes: dict[str, list[str]] | None = None) -> Callable[[Sample], np.ndarray]:
@@ -497,8 +422,6 @@ def _say_pred_notes(pred_dir: str, notes: dict[str, list[str]]) -> None:
 
 def evaluate_cli(args) -> int:
     """``tinct eval``: colorize and score ``--model``s on ``--data``, or score ``--pred`` against ``--gt``."""
-    from .pipeline import Colorizer
-
     if args.pred or args.gt:
         if not (args.pred and args.gt):
             raise ValueError("--pred DIR needs --gt DIR (and the other way round)")
@@ -537,10 +460,11 @@ def evaluate_cli(args) -> int:
         models[Path(args.pred).name or "pred"] = pred
     sheet_images = args.sheet_images if args.report else 0
     inception = InceptionFeatures(args.inception_weights, device) if getattr(args, "inception_weights", None) else None
-    result = evaluate_models(models, samples, skipped, device=device, cache_dir=cache_dir(),
-                             progress=not args.json and not getattr(args, "no_progress", False),
-                             sheet_images=sheet_images, inception=inception)
-    result["command"] = "tinct " + " ".join(getattr(args, "argv", None) or sys.argv[1:])
+    measured = evaluate_models(models, samples, skipped, device=device, cache_dir=cache_dir(),
+                               progress=not args.json and not getattr(args, "no_progress", False),
+                               sheet_images=sheet_images, inception=inception)
+    measured.command = "tinct " + " ".join(getattr(args, "argv", None) or sys.argv[1:])
+    result = measured.to_dict()
     _say_pred_notes(args.pred, pred_notes)
     if args.report:
         write_report(result, args.report)

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_checkpoint, load_inference_state, network_state
+from ..checkpoint import trained_model
 from ..color import lightness_to_gray, rgb_to_lab, rgb_to_yuv, yuv_to_rgb
 from ..nets.biggan import (BigGANGenerator, ConditionalBatchNorm, ProjectionDiscriminator, channel_plan, hinge_d_loss,
                            truncated_normal)
@@ -162,19 +161,8 @@ class BigColor(ColorizationMethod):
 
     def load_prior(self, source: str) -> None:
         """Start G (and D, when the source is a training run) from a trained ``prior``."""
-        path = Path(source)
-        if path.is_dir() or path.suffix in (".pt", ".pth"):
-            ckpt = load_checkpoint(path)
-            method, config, g_state = ckpt["method"], ckpt["config"], ckpt["ema"]
-            d_state = network_state(ckpt, "discriminator")
-        else:
-            g_state, info = load_inference_state(source)
-            method, config, d_state = info["method"], info["config"], None
-        if method != "prior":
-            raise ValueError(f"{source}: a {method!r} model, not a 'prior'")
-        for key in ("image_size", "width", "z_chunk", "class_dim"):
-            if config[key] != getattr(self.config, key):
-                raise ValueError(f"{source}: the prior's {key} is {config[key]}, this bigcolor config has {getattr(self.config, key)}")
+        shape = {key: getattr(self.config, key) for key in ("image_size", "width", "z_chunk", "class_dim")}
+        g_state, d_state = trained_model(source, "prior", shape, other="discriminator", user="this bigcolor")
         self.net.generator.load_state_dict(g_state)
         if d_state:
             self.discriminator.load_state_dict(d_state)
