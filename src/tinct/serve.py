@@ -50,7 +50,11 @@ import numpy as np
 from PIL import Image
 
 from .io import ImageReadError, read_image
-from .methods import InferenceOption
+from .methods import InferenceOption, get_method
+from .nets.efficientnet import imagenet_class_names
+from .pipeline import Colorizer
+from .study import StudyPhotos, StudyRecorder
+from .weights import DEFAULT_MODEL, list_models, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +129,7 @@ class ServeConfig:
 
 def default_models() -> list[str]:
     """``default`` and every other shipped colorizer (not generative priors)."""
-    from .weights import DEFAULT_MODEL, list_models
-
-    names = [m["name"] for m in list_models() if m.get("method") != "prior" and m["name"] != DEFAULT_MODEL]
+    names = [m["name"] for m in list_models() if get_method(m["method"]).is_colorizer and m["name"] != DEFAULT_MODEL]
     return ["default", *names]
 
 
@@ -139,8 +141,6 @@ class TinctApp:
     """
 
     def __init__(self, config: ServeConfig):
-        from .pipeline import Colorizer
-
         self.config = config
         if config.workers < 1 or config.queue_size < 1:
             raise ValueError("--workers and --queue-size must be at least 1")
@@ -157,8 +157,6 @@ class TinctApp:
         self.study = None
         self.recorder = None
         if config.study_dir:
-            from .study import StudyPhotos, StudyRecorder
-
             self.study = StudyPhotos(config.study_dir, self.colorizers, display_size=config.display_size,
                                      max_pixels=config.max_pixels)
             self.recorder = StudyRecorder(config.study_csv)
@@ -184,8 +182,6 @@ class TinctApp:
         return opt.default
 
     def model_card(self, model: str) -> str:
-        from .weights import resolve_model
-
         try:
             path, _card = resolve_model(model)
         except ValueError:
@@ -417,8 +413,6 @@ class TinctApp:
             return gr.Number(value=default, minimum=opt.min, maximum=opt.max, step=step, precision=0 if is_int else None,
                              info=opt.help, **kw)
         if opt.type == "class":
-            from .nets.efficientnet import imagenet_class_names
-
             return gr.Dropdown(choices=imagenet_class_names(), value=None, allow_custom_value=True, filterable=True,
                                info=opt.help, **kw)
         if opt.type == "image":
