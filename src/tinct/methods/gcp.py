@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -38,13 +37,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..checkpoint import load_checkpoint, load_inference_state, network_state
+from ..checkpoint import trained_model
 from ..color import gray_to_lightness, lab_to_rgb, lightness_to_gray, luminance, rgb_to_lab
 from ..io import read_image, write_image
 from ..nets.biggan import ProjectionDiscriminator
 from ..nets.efficientnet import efficientnet_lite
 from ..nets.gcp import GcpNet, MultiScalePatchDiscriminator, contextual_loss, generator_features, sefa_directions
-from . import ColorizationMethod, InferenceOption, MethodCommand, image_grid, labelled_strip, register
+from . import ColorizationMethod, InferenceOption, MethodCommand, TrainConfig, image_grid, labelled_strip, register
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ _STAGE2_MODULES = ("align.", "colorizer.")
 
 
 @dataclass
-class GcpConfig:
+class GcpConfig(TrainConfig):
     prior: str = ""  # a trained `prior` (run dir, checkpoint, .safetensors or shipped name): G and D
     stage: int = 1  # 1: train the GAN encoder E; 2: E frozen, train alignment, C and D_c (--init-from a stage-1 run)
     image_size: int = 64  # G's resolution and the training crops
@@ -247,19 +246,8 @@ class Gcp(ColorizationMethod):
 
     def load_prior(self, source: str) -> None:
         """G (and, from a training run, D) from a trained ``prior``."""
-        path = Path(source)
-        if path.is_dir() or path.suffix in (".pt", ".pth"):
-            ckpt = load_checkpoint(path)
-            method, config, g_state = ckpt["method"], ckpt["config"], ckpt["ema"]
-            d_state = network_state(ckpt, "discriminator")
-        else:
-            g_state, info = load_inference_state(source)
-            method, config, d_state = info["method"], info["config"], None
-        if method != "prior":
-            raise ValueError(f"{source}: a {method!r} model, not a 'prior'")
-        for key in ("image_size", "width", "z_chunk", "class_dim"):
-            if config[key] != getattr(self.config, key):
-                raise ValueError(f"{source}: the prior's {key} is {config[key]}, this gcp config has {getattr(self.config, key)}")
+        shape = {key: getattr(self.config, key) for key in ("image_size", "width", "z_chunk", "class_dim")}
+        g_state, d_state = trained_model(source, "prior", shape, other="discriminator", user="this gcp")
         self.net.generator.load_state_dict(g_state)
         if d_state:
             self.prior_discriminator.load_state_dict(d_state)
