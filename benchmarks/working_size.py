@@ -14,8 +14,9 @@ import json
 import sys
 
 from tinct.data import cache_dir
-from tinct.evaluate import evaluate_models, format_table, gray_of, load_ground_truth
+from tinct.evaluate import evaluate_models, gray_of, load_ground_truth
 from tinct.pipeline import Colorizer
+from tinct.report import format_table
 
 
 def main() -> None:

@@ -24,16 +24,19 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from . import __version__
 from .device import pick_device
-from .evaluate import evaluate_cli
+from .data import cache_dir
+from .evaluate import InceptionFeatures, evaluate_models, gray_of, load_ground_truth, pred_dir_model, say_pred_notes
 from .figures import model_sheet
 from .io import ImageReadError, write_image
 from .methods import declared_options, method_commands, method_names
 from .pipeline import Colorizer, colorize_files
+from .report import format_table, json_ready, write_report
 from .serve import ServeConfig, require_gradio, serve
 from .study import format_report, study_report
 from .train import RunOptions, TrainingStopped, resolve_config, train
@@ -272,8 +275,59 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    args.method_options = method_options(args)
-    return evaluate_cli(args)
+    """``tinct eval``: colorize and score ``--model``s on ``--data``, or score ``--pred`` against ``--gt``."""
+    if args.pred or args.gt:
+        if not (args.pred and args.gt):
+            raise ValueError("--pred DIR needs --gt DIR (and the other way round)")
+        data = args.gt
+    elif args.model and args.data:
+        data = args.data
+    else:
+        raise ValueError("tinct eval needs --model NAME --data DIR, or --pred DIR --gt DIR")
+    samples, skipped, errors = load_ground_truth(data, args.limit)
+    for e in errors:
+        print(f"tinct: error: {e}", file=sys.stderr)
+    device = str(pick_device(args.device))
+    models: dict[str, Callable] = {}
+    options = method_options(args)
+    for name in args.model:
+        colorizer = Colorizer(name, device=device, size=args.size)
+        declared = {o.name for o in colorizer.method.inference_options}
+        own = {k: v for k, v in options.items() if k in declared}  # each model takes the options its method has
+        if options and not own:
+            log.warning("%s: its method has none of the options %s; scored without them", name, ", ".join(options))
+        label = "".join(f" {k}={v}" for k, v in own.items())
+        _suffix, resolved = colorizer.variants(dict(own))[0]
+        models[name + label] = lambda sample, c=colorizer, o=resolved: c.colorize_gray(gray_of(sample.gt), **o)
+    pred_notes: dict[str, list[str]] = {}
+    if args.pred:
+        pred = pred_dir_model(args.pred, pred_notes)
+        missing = [s.name for s in samples if s.name not in pred.stems]
+        if missing:  # all of them said at once; every row is scored on the images that have a prediction
+            shown = ", ".join(missing[:5]) + (f", ... ({len(missing) - 5} more)" if len(missing) > 5 else "")
+            errors.append(f"{args.pred}: no prediction for {len(missing)} of {len(samples)} ground-truth images "
+                          f"({shown}); scoring the {len(samples) - len(missing)} that have one")
+            print(f"tinct: error: {errors[-1]}", file=sys.stderr)
+            samples = [s for s in samples if s.name in pred.stems]
+            if not samples:
+                raise ValueError(f"{args.pred}: no file matches a ground-truth image by name (stem)")
+        models[Path(args.pred).name or "pred"] = pred
+    sheet_images = args.sheet_images if args.report else 0
+    inception = InceptionFeatures(args.inception_weights, device) if getattr(args, "inception_weights", None) else None
+    measured = evaluate_models(models, samples, skipped, device=device, cache_dir=cache_dir(),
+                               progress=not args.json and not getattr(args, "no_progress", False),
+                               sheet_images=sheet_images, inception=inception)
+    measured.command = "tinct " + " ".join(getattr(args, "argv", None) or sys.argv[1:])
+    result = measured.to_dict()
+    say_pred_notes(args.pred, pred_notes)
+    if args.report:
+        write_report(result, args.report)
+    if args.json:
+        print(json.dumps(json_ready(result), indent=2))
+    else:
+        print(format_table(result))
+        print(f"n = {result['n']}, skipped gray = {skipped}; seconds per model: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
+    return 1 if errors else 0
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

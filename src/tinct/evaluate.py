@@ -24,7 +24,6 @@ The gray image itself is always scored as the ``gray`` baseline row.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import sys
@@ -39,21 +38,19 @@ from PIL import Image
 from tqdm import tqdm
 
 from .color import luminance_hwc
-from .data import Record, cache_dir, colorfulness, decode_rgb, index_records, list_images
-from .device import pick_device
+from .data import Record, colorfulness, decode_rgb, index_records, list_images
 from .io import ImageReadError, atomic_path, open_image
 from .metrics import (GRAY_COLORFULNESS_LIMIT, AucAccumulator, Judge, ab_auc, ab_bin_index, ab_of, ab_prior,  # noqa: F401 (re-exported)
                       classification_crop, frechet_distance, hue_agreement, hue_agreement_ab, psnr, ssim)
 from .nets.inception import load_fid_inception
-from .pipeline import Colorizer
-from .report import THUMB_SIZE, format_table, json_ready, write_report
+from .report import THUMB_SIZE
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "psnr", "ssim", "colorfulness", "classification_crop", "frechet_distance", "ab_auc", "hue_agreement",
     "hue_agreement_ab",
-    "Judge", "evaluate_models", "evaluate_cli", "GRAY_COLORFULNESS_LIMIT",
+    "Judge", "evaluate_models", "EvalResult", "pred_dir_model", "say_pred_notes", "GRAY_COLORFULNESS_LIMIT",
 ]
 
 @dataclass
@@ -383,7 +380,7 @@ def evaluate_models(
     )
 
 
-def _pred_dir_model(pred_dir: str, notes: dict[str, list[str]] | None = None) -> Callable[[Sample], np.ndarray]:
+def pred_dir_model(pred_dir: str, notes: dict[str, list[str]] | None = None) -> Callable[[Sample], np.ndarray]:
     """Outputs of another tool, matched to ground truth by file stem, resized to its size.
 
     A prediction of another size than its ground truth (resized) and one without color (scored
@@ -411,66 +408,10 @@ def _pred_dir_model(pred_dir: str, notes: dict[str, list[str]] | None = None) ->
     return lookup
 
 
-def _say_pred_notes(pred_dir: str, notes: dict[str, list[str]]) -> None:
+def say_pred_notes(pred_dir: str, notes: dict[str, list[str]]) -> None:
     """One warning line per kind of questionable prediction (the first few named)."""
     what = {"resized": "are not the size of their ground truth (resized to it with bicubic; scores are not comparable)",
             "gray": "are gray (colorfulness < 1): scored as they are"}
     for kind, items in notes.items():
         shown = ", ".join(items[:5]) + (f", ... ({len(items) - 5} more)" if len(items) > 5 else "")
         print(f"tinct eval: warning: {pred_dir}: {len(items)} prediction(s) {what[kind]}: {shown}", file=sys.stderr)
-
-
-def evaluate_cli(args) -> int:
-    """``tinct eval``: colorize and score ``--model``s on ``--data``, or score ``--pred`` against ``--gt``."""
-    if args.pred or args.gt:
-        if not (args.pred and args.gt):
-            raise ValueError("--pred DIR needs --gt DIR (and the other way round)")
-        data = args.gt
-    elif args.model and args.data:
-        data = args.data
-    else:
-        raise ValueError("tinct eval needs --model NAME --data DIR, or --pred DIR --gt DIR")
-    samples, skipped, errors = load_ground_truth(data, args.limit)
-    for e in errors:
-        print(f"tinct: error: {e}", file=sys.stderr)
-    device = str(pick_device(args.device))
-    models: dict[str, Callable] = {}
-    options = dict(getattr(args, "method_options", None) or {})
-    for name in args.model:
-        colorizer = Colorizer(name, device=device, size=args.size)
-        declared = {o.name for o in colorizer.method.inference_options}
-        own = {k: v for k, v in options.items() if k in declared}  # each model takes the options its method has
-        if options and not own:
-            log.warning("%s: its method has none of the options %s; scored without them", name, ", ".join(options))
-        label = "".join(f" {k}={v}" for k, v in own.items())
-        _suffix, resolved = colorizer.variants(dict(own))[0]
-        models[name + label] = lambda sample, c=colorizer, o=resolved: c.colorize_gray(gray_of(sample.gt), **o)
-    pred_notes: dict[str, list[str]] = {}
-    if args.pred:
-        pred = _pred_dir_model(args.pred, pred_notes)
-        missing = [s.name for s in samples if s.name not in pred.stems]
-        if missing:  # all of them said at once; every row is scored on the images that have a prediction
-            shown = ", ".join(missing[:5]) + (f", ... ({len(missing) - 5} more)" if len(missing) > 5 else "")
-            errors.append(f"{args.pred}: no prediction for {len(missing)} of {len(samples)} ground-truth images "
-                          f"({shown}); scoring the {len(samples) - len(missing)} that have one")
-            print(f"tinct: error: {errors[-1]}", file=sys.stderr)
-            samples = [s for s in samples if s.name in pred.stems]
-            if not samples:
-                raise ValueError(f"{args.pred}: no file matches a ground-truth image by name (stem)")
-        models[Path(args.pred).name or "pred"] = pred
-    sheet_images = args.sheet_images if args.report else 0
-    inception = InceptionFeatures(args.inception_weights, device) if getattr(args, "inception_weights", None) else None
-    measured = evaluate_models(models, samples, skipped, device=device, cache_dir=cache_dir(),
-                               progress=not args.json and not getattr(args, "no_progress", False),
-                               sheet_images=sheet_images, inception=inception)
-    measured.command = "tinct " + " ".join(getattr(args, "argv", None) or sys.argv[1:])
-    result = measured.to_dict()
-    _say_pred_notes(args.pred, pred_notes)
-    if args.report:
-        write_report(result, args.report)
-    if args.json:
-        print(json.dumps(json_ready(result), indent=2))
-    else:
-        print(format_table(result))
-        print(f"n = {result['n']}, skipped gray = {skipped}; seconds per model: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
-    return 1 if errors else 0

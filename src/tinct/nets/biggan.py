@@ -24,6 +24,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
+from .efficientnet import efficientnet_lite
+
 __all__ = [
     "spectral_normed", "sn_conv", "sn_linear", "ConditionalBatchNorm", "GBlock", "DBlock", "SelfAttention", "ClassEmbedding",
     "orthogonal_init", "truncated_normal", "class_semantic_codes", "NUM_CLASSES", "channel_plan", "BigGANGenerator",
@@ -157,8 +159,6 @@ def class_semantic_codes(dim: int = 256, pretrained: bool = True) -> torch.Tenso
     Random (seeded) codes when ``pretrained`` is False, for tests."""
     if not pretrained:
         return torch.randn(NUM_CLASSES, dim, generator=torch.Generator().manual_seed(0))
-    from .efficientnet import efficientnet_lite
-
     weight = efficientnet_lite("lite0", pretrained=True)._fc.weight.detach().double()  # [1000, 1280]
     centered = weight - weight.mean(dim=0, keepdim=True)
     u, s, _ = torch.linalg.svd(centered, full_matrices=False)
