@@ -112,3 +112,28 @@ def test_unknown_or_ill_typed_options_raise(name, tmp_path):
                 colorizer.colorize(gray, **{opt.name: "not a number"})
     with pytest.raises(TypeError, match="no inference option 'temprature'"):
         method.predict_ab(torch.zeros(1, 1, 16, 16), temprature=0.0)
+
+
+def test_cli_flags_are_generated_from_every_declared_option(capsys):
+    from tinct.cli import build_parser, method_options
+    from tinct.methods import declared_options
+
+    for command in ("colorize", "eval"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        text = capsys.readouterr().out
+        for name, (_opt, owners) in declared_options().items():
+            assert f"--{name.replace('_', '-')} " in text and owners[0] in text, (command, name)
+    args = build_parser().parse_args(["colorize", "x", "-o", "y", "--temperature", "0.2", "--class", "goldfish", "--top-k", "2"])
+    assert method_options(args) == {"temperature": 0.2, "class": "goldfish", "top_k": 2}
+
+
+def test_method_commands_are_registered_and_the_old_prior_spelling_still_works(shard, tmp_path, caplog):
+    from tinct.cli import main
+    from tinct.methods import method_commands
+
+    names = {cmd.name for _cls, cmd in method_commands()}
+    assert {"ab-histogram", "temperature", "sample"} <= names
+    out = tmp_path / "prior.json"
+    assert main(["prior", "--data", str(shard), "-o", str(out), "--images", "4", "--no-progress"]) == 0
+    assert out.exists() and "`tinct prior` is deprecated" in caplog.text and "tinct ab-histogram" in caplog.text
