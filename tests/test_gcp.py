@@ -142,6 +142,18 @@ def test_reference_changes_the_output():
     assert torch.allclose(guided, again)
 
 
+def test_reference_photo_replaces_the_inversion_image_in_the_alignment(monkeypatch):
+    method = _method().eval()
+    reference = torch.rand(1, 3, 64, 96)
+    seen = []
+    original = method.net.align.from_rgb
+    monkeypatch.setattr(method.net.align, "from_rgb", lambda rgb: seen.append(rgb.clone()) or original(rgb))
+    with torch.inference_mode():
+        method.predict_ab(torch.rand(1, 1, 32, 32) * 100, class_index=5, reference_rgb=reference)
+    # the photo's centre square at G's resolution, not G's output
+    assert len(seen) == 1 and torch.allclose(seen[0], reference[..., 16:80], atol=1e-6)
+
+
 def test_samples_differ_with_sigma_and_equal_without():
     method = _method().eval()
     lightness = torch.rand(1, 1, 32, 32) * 100
