@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -233,6 +233,42 @@ def _write_run_config(out: Path, method_name: str, cfg: Any) -> None:
         yaml.safe_dump({"method": method_name, **dataclasses.asdict(cfg)}, f, sort_keys=False)
 
 
+def _autocast(device: torch.device) -> Callable[[], Any]:
+    """The ``autocast()`` a train step runs its forward passes in: bfloat16 on CUDA, a no-op on CPU."""
+    if device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _save(path: Path, method_name: str, method: ColorizationMethod, ema: "EMA", optimizers: dict[str, torch.optim.Optimizer],
+          step: int, options: RunOptions, dataset: Any) -> None:
+    """Write the run's checkpoint (format: :mod:`tinct.checkpoint`)."""
+    save_checkpoint(
+        {
+            "method": method_name,
+            "config": dataclasses.asdict(method.config),
+            "step": step,
+            "model": method.state_dict(),
+            "ema": ema.module.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+            "data": [str(p) for p in options.data],
+            "data_images": getattr(dataset, "images", len(dataset)),  # a feature cache holds several crops per image
+            "data_dropped_gray": dataset.dropped_gray,
+        },
+        path,
+    )
+
+
+def _write_samples(path: Path, method: ColorizationMethod, ema: "EMA", batch: dict[str, torch.Tensor], device: torch.device) -> None:
+    """The sample grid of the EMA network on the fixed preview batch (see ``ColorizationMethod.preview``)."""
+    was_training = method.training
+    method.eval()
+    with torch.no_grad(), _swapped_inference_module(method, ema.module):
+        grid = method.preview({k: v.to(device) for k, v in batch.items()})
+    method.train(was_training)
+    grid.save(path)
+
+
 class _Log:
     """The CSV log (``log.csv``: step, epoch, images/s, the method's losses) and the progress bar,
     both on the main process only."""
@@ -311,38 +347,15 @@ def train(
     if place.is_main:
         _write_run_config(out, method_name, cfg)
 
-    def autocast():
-        if device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    autocast = _autocast(device)
 
     def checkpoint() -> None:
-        if not place.is_main:
-            return
-        save_checkpoint(
-            {
-                "method": method_name,
-                "config": dataclasses.asdict(cfg),
-                "step": step,
-                "model": method.state_dict(),
-                "ema": ema.module.state_dict(),
-                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                "data": [str(p) for p in options.data],
-                "data_images": getattr(dataset, "images", len(dataset)),  # a feature cache holds several crops per image
-                "data_dropped_gray": dataset.dropped_gray,
-            },
-            ckpt_path,
-        )
+        if place.is_main:
+            _save(ckpt_path, method_name, method, ema, optimizers, step, options, dataset)
 
     def write_samples() -> None:
-        if not place.is_main:
-            return
-        was_training = method.training
-        method.eval()
-        with torch.no_grad(), _swapped_inference_module(method, ema.module):
-            grid = method.preview({k: v.to(device) for k, v in preview_batch.items()})
-        method.train(was_training)
-        grid.save(out / "samples" / f"step_{step:07d}.png")
+        if place.is_main:
+            _write_samples(out / "samples" / f"step_{step:07d}.png", method, ema, preview_batch, device)
 
     stop = _StopFlag()
     previous_handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -357,7 +370,9 @@ def train(
                 drop_last=True, pin_memory=device.type == "cuda", persistent_workers=False,
                 worker_init_fn=_ignore_stop_signals,
             )
-            for batch in loader:
+            with _stop_signals_held():  # the workers start with them blocked, then ignore them
+                batches = iter(loader)
+            for batch in batches:
                 batch = {k: _to_device(v, device) for k, v in batch.items()}
                 losses = method.train_step(batch, optimizers, step, autocast)
                 ema.update(method.inference_module(), step)
@@ -406,11 +421,27 @@ def _truncate_log(path: Path, step: int) -> None:
             tmp.write_text("".join(kept), encoding="utf-8")
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _stop_signals_held():
+    """Hold SIGINT and SIGTERM back (pending, not lost) while the loader forks its workers, which
+    inherit the block: a signal in the instant before a worker's ``_ignore_stop_signals`` ran would
+    kill it with the signal's default action."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
 def _ignore_stop_signals(_worker_id: int) -> None:
     # Ctrl-C reaches the whole process group: the loader workers must not die of it,
     # or the main process could not finish its step and save the checkpoint.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held back while it was forked; now ignored
 
 
 def _cached_features(method: ColorizationMethod, dataset: ColorizationDataset, cfg: Any, device: torch.device,
